@@ -1,0 +1,15 @@
+"""Shared type aliases (ASGI, raw headers)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Raw header list as ASGI carries it: lower-cased names, order and repeats kept.
+RawHeaders = list[tuple[bytes, bytes]]
