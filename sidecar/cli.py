@@ -39,7 +39,9 @@ def env_name(field: str) -> str:
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for name, info in Settings.model_fields.items():
         default = info.default
-        shown = "unset" if default is None else str(default).lower() if default is False else default
+        shown = (
+            "unset" if default is None else str(default).lower() if default is False else default
+        )
         help_text = f"{info.description} [env {env_name(name)}; default {shown}]"
         annotation = info.annotation
         if annotation is bool:
@@ -100,8 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("url", nargs="+", help="URL(s) that must answer 2xx")
     check.add_argument("--timeout", type=float, default=5.0, help="seconds per URL [5]")
-    check.add_argument("--expect-json", action="append", default=[], metavar="KEY",
-                       help="also require this key in the JSON body (repeatable)")
+    check.add_argument(
+        "--expect-json",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="also require this key in the JSON body (repeatable)",
+    )
 
     inject = commands.add_parser(
         "inject",
@@ -142,9 +149,10 @@ def describe_validation_error(exc: ValidationError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["inject"]:
-        from sidecar.inject import main as inject_main
+        from sidecar import inject  # type: ignore[attr-defined,unused-ignore]
 
-        return inject_main(argv[1:])
+        exit_code: int = inject.main(argv[1:])
+        return exit_code
     parser = build_parser()
     args = parser.parse_args(argv)
     command: str = args.command

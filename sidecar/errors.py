@@ -29,7 +29,8 @@ class UpstreamError(StreamproxyError):
         self.detail = detail
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(status={self.status}, reason={self.reason!r}, detail={self.detail!r})"
+        name = type(self).__name__
+        return f"{name}(status={self.status}, reason={self.reason!r}, detail={self.detail!r})"
 
 
 class UpstreamConnectError(UpstreamError):
@@ -55,5 +56,10 @@ class UpstreamProtocolError(UpstreamError):
 # Every reason, for pre-creating metric series.
 UPSTREAM_ERROR_REASONS = tuple(
     cls.reason
-    for cls in (UpstreamConnectError, UpstreamConnectTimeout, UpstreamReadTimeout, UpstreamProtocolError)
+    for cls in (
+        UpstreamConnectError,
+        UpstreamConnectTimeout,
+        UpstreamReadTimeout,
+        UpstreamProtocolError,
+    )
 )

@@ -37,20 +37,27 @@ class Settings(BaseSettings):
     )
     host: str = Field("0.0.0.0", description="Bind address of both ports.")
     port: Port = Field(15000, description="Proxy port.")
-    admin_host: str | None = Field(None, description="Bind address of the admin port (default: --host).")
+    admin_host: str | None = Field(
+        None, description="Bind address of the admin port (default: --host)."
+    )
     admin_port: Port = Field(15020, description="Admin port: /status, /livez, /readyz, /metrics.")
     connect_timeout: PositiveSeconds = Field(5.0, description="Seconds to connect to the app.")
     read_timeout: PositiveSeconds = Field(
         60.0, description="Max seconds of silence from the app, before headers and between chunks."
     )
     keepalive_timeout: PositiveSeconds = Field(
-        75.0, description="Seconds an idle client keep-alive connection stays open (above LBs' 60 s)."
+        75.0,
+        description="Seconds an idle client keep-alive connection stays open (above LBs' 60 s).",
     )
     upstream_pool_size: Annotated[int, Field(ge=1)] = Field(
         1024, description="Max concurrent connections to the app."
     )
     upstream_keepalive: PositiveSeconds = Field(
-        4.0, description="Seconds an idle pooled connection to the app is kept (below the app's own)."
+        4.0,
+        description="Seconds an idle pooled connection to the app is kept (below the app's own).",
+    )
+    upstream_client: Literal["aiohttp", "h1"] = Field(
+        "aiohttp", description="HTTP client used toward the app (see docs/performance.md)."
     )
     health_interval: PositiveSeconds = Field(
         1.0, description="Seconds between background reachability checks of the app."
@@ -60,8 +67,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis:// or rediss:// URL; unset = in-process counter."
     )
-    redis_username: str | None = Field(None, description="Redis ACL username (overrides the URL's).")
-    redis_password: SecretStr | None = Field(None, description="Redis password (overrides the URL's).")
+    redis_username: str | None = Field(
+        None, description="Redis ACL username (overrides the URL's)."
+    )
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password (overrides the URL's)."
+    )
     redis_ca_file: str | None = Field(None, description="CA bundle for rediss:// connections.")
     redis_sentinels: str | None = Field(
         None, description="Comma-separated host:port list of Redis Sentinels."
@@ -70,7 +81,9 @@ class Settings(BaseSettings):
         None, description="Sentinel master name (with --redis-sentinels)."
     )
     redis_cluster: bool = Field(False, description="Treat --redis-url as a Redis Cluster node.")
-    counter_key: str = Field("streamproxy:requests", min_length=1, description="The shared Redis key.")
+    counter_key: str = Field(
+        "streamproxy:requests", min_length=1, description="The shared Redis key."
+    )
     flush_interval: PositiveSeconds = Field(
         0.2, description="Seconds between batched counter flushes to Redis."
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Protocol
 
+from sidecar.settings import Settings
 from sidecar.types import RawHeaders
 
 
@@ -47,3 +48,13 @@ class UpstreamClient(Protocol):
 
     async def aclose(self) -> None:
         """Close every pooled connection."""
+
+
+def make_upstream_client(settings: Settings) -> UpstreamClient:
+    if settings.upstream_client == "h1":
+        from sidecar.upstream_h1 import H1UpstreamClient
+
+        return H1UpstreamClient(settings)
+    from sidecar.upstream_aiohttp import AiohttpUpstreamClient
+
+    return AiohttpUpstreamClient(settings)

@@ -1,0 +1,98 @@
+"""The admin port: /status, /livez, /readyz, /metrics and POST /quitquitquit.
+
+Starlette is fine here: probes and scrapes are rare, and none of this is on the proxy path.
+Readiness comes from cached state (the background upstream check and the draining flag), so a
+probe never causes a request to the app. Redis never decides readiness.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from sidecar import __version__
+from sidecar.counting import Counter
+from sidecar.health import UpstreamHealth
+from sidecar.lifecycle import Lifecycle
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AdminState:
+    """What the admin endpoints read; all of it maintained elsewhere."""
+
+    def __init__(
+        self,
+        counter: Counter,
+        health: UpstreamHealth,
+        lifecycle: Lifecycle,
+        registry: CollectorRegistry,
+        upstream: str,
+    ) -> None:
+        self.counter = counter
+        self.health = health
+        self.lifecycle = lifecycle
+        self.registry = registry
+        self.upstream = upstream
+
+    def ready(self) -> bool:
+        return self.health.up and not self.lifecycle.draining
+
+
+def create_admin_app(state: AdminState) -> Starlette:
+    async def status(request: Request) -> Response:
+        ready = state.ready()
+        body: dict[str, Any] = {
+            "counter": await state.counter.total(),
+            "pod_counter": await state.counter.pod_total(),
+            "uptime": round(state.lifecycle.uptime, 3),
+            "upstream": "up" if state.health.up else "down",
+            "redis": state.counter.redis_state,
+            "pending": state.counter.pending,
+            "draining": state.lifecycle.draining,
+            "version": __version__,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    async def livez(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        if state.ready():
+            return PlainTextResponse("ready\n")
+        reason = "draining" if state.lifecycle.draining else "upstream down"
+        return PlainTextResponse(f"not ready: {reason}\n", status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def quitquitquit(request: Request) -> Response:
+        client = request.client.host if request.client else None
+        if not _is_loopback(client):
+            return PlainTextResponse("forbidden: loopback only\n", status_code=403)
+        state.lifecycle.begin_shutdown("quitquitquit")
+        return PlainTextResponse("shutting down\n")
+
+    return Starlette(
+        routes=[
+            Route("/status", status, methods=["GET"]),
+            Route("/livez", livez, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/quitquitquit", quitquitquit, methods=["POST"]),
+        ]
+    )

@@ -1,0 +1,157 @@
+"""The proxy port's ASGI app: forward each request to the app and stream the answer back.
+
+Pure ASGI on purpose (no Starlette request/response objects, no middleware stack): this runs on
+every request of every pod. Per request it does one pass over the headers each way and one
+`send` per body chunk, awaited, so uvicorn's flow control carries backpressure to the app.
+
+Failure handling, in one place:
+- the app can't be reached or is silent before headers -> 502/504 with `X-Streamproxy-Error`;
+- the app fails mid-body -> the client connection is reset (never a clean, truncated response);
+- the client goes away -> the connection protocol cancels this task, the upstream response is
+  closed in `finally`, so its connection is released, not returned to the pool half-read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from sidecar.counting import Counter
+from sidecar.errors import UpstreamError
+from sidecar.headers import request_headers, response_headers
+from sidecar.http_protocol import ABORT_KEY, GONE_KEY
+from sidecar.metrics import ProxyMetrics
+from sidecar.types import Receive, Scope, Send
+from sidecar.upstream import UpstreamClient
+from sidecar.websocket import WebSocketProxy
+
+access_logger = logging.getLogger("streamproxy.access")
+
+_END_OF_BODY = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def _error_messages(status: int, reason: str) -> tuple[dict[str, object], dict[str, object]]:
+    body = f"streamproxy: {reason.replace('_', ' ')}\n".encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-streamproxy-error", reason.encode()),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body, "more_body": False}
+
+
+async def send_error(send: Send, status: int, reason: str) -> None:
+    start, body = _error_messages(status, reason)
+    await send(start)
+    await send(body)
+
+
+class Forwarder:
+    def __init__(
+        self,
+        client: UpstreamClient,
+        counter: Counter,
+        metrics: ProxyMetrics,
+        websockets: WebSocketProxy,
+    ) -> None:
+        self._client = client
+        self._counter = counter
+        self._metrics = metrics
+        self._websockets = websockets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.forward_http(scope, receive, send)
+        elif kind == "websocket":
+            self._counter.incr()
+            await self._websockets.forward(scope, receive, send)
+
+    async def forward_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._counter.incr()
+        metrics = self._metrics
+        metrics.in_flight += 1
+        started = time.perf_counter()
+        status = 499  # nginx's "client closed request", if the client leaves first
+        try:
+            status = await self._exchange(scope, receive, send)
+        except asyncio.CancelledError:
+            if not scope.get(GONE_KEY):
+                raise
+            # The client disconnected: nothing left to answer; cleanup already ran.
+        finally:
+            metrics.in_flight -= 1
+            elapsed = time.perf_counter() - started
+            metrics.observe(scope["method"], status, elapsed)
+            if access_logger.disabled is False and access_logger.isEnabledFor(logging.INFO):
+                access_logger.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["raw_path"].decode("latin-1"),
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "client": (scope.get("client") or ("",))[0],
+                    },
+                )
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> int:
+        method: str = scope["method"]
+        raw_path: bytes = scope["raw_path"]
+        if method == "CONNECT":
+            await send_error(send, 405, "connect_not_supported")
+            return 405
+        if not raw_path.startswith(b"/"):
+            await send_error(send, 400, "bad_request_target")
+            return 400
+        query: bytes = scope["query_string"]
+        target = raw_path + b"?" + query if query else raw_path
+        client = scope.get("client")
+        headers, has_body = request_headers(scope["headers"], client[0] if client else None)
+        body = self._request_body(receive) if has_body else None
+
+        try:
+            response = await self._client.request(method, target, headers, body)
+        except UpstreamError as exc:
+            self._metrics.upstream_error(exc.reason)
+            await send_error(send, exc.status, exc.reason)
+            return exc.status
+
+        metrics = self._metrics
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": response_headers(response.headers),
+                }
+            )
+            async for chunk in response.body():
+                metrics.response_bytes += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send(_END_OF_BODY)
+        except UpstreamError as exc:
+            metrics.upstream_error(exc.reason)
+            scope[ABORT_KEY]()
+        finally:
+            await response.aclose()
+        return response.status
+
+    async def _request_body(self, receive: Receive) -> AsyncIterator[bytes]:
+        metrics = self._metrics
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # http.disconnect: this task is being cancelled anyway
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                metrics.request_bytes += len(chunk)
+                yield chunk
+            if not message.get("more_body", False):
+                return

@@ -1,0 +1,123 @@
+"""uvicorn's httptools protocol, plus the guards a proxy needs at the connection level.
+
+- Header-section limit: more than `MAX_HEADER_BYTES` of request line + headers gets `431` and a
+  closed connection. httptools has no limit of its own, so an endless header would otherwise
+  grow memory without bound.
+- Client disconnect: uvicorn only flags the request as disconnected, and a task awaiting the app
+  would not notice until it next sends. We cancel the request's task instead, so the upstream
+  request is abandoned and its connection released at once (and marks the scope with `GONE_KEY`).
+- Abort: `scope["streamproxy.abort"]` resets the client connection, which is how a response
+  whose upstream failed mid-body is ended: never as a clean, truncated response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from sidecar.settings import MAX_HEADER_BYTES
+
+# Scope keys shared with the forwarder: reset the client connection; set when the client left.
+ABORT_KEY = "streamproxy.abort"
+GONE_KEY = "streamproxy.client_gone"
+
+# Raw bytes allowed before the header section completes: the exact limit is enforced per header
+# in on_header; this one also catches a single header line that never ends.
+_RAW_HEADER_LIMIT = MAX_HEADER_BYTES + 8 * 1024
+
+_RESPONSE_431 = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 32\r\n"
+    b"x-streamproxy-error: header_too_large\r\n"
+    b"connection: close\r\n\r\n"
+    b"request header section too large"
+)
+
+
+class _HeaderSectionTooLarge(Exception):
+    pass
+
+
+class ProxyHttpProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per-request guards
+        self._reading_headers = True
+        self._raw_header_bytes = 0
+        self._header_bytes = 0
+        self._asgi_task: asyncio.Task[None] | None = None
+        self._asgi_scope: dict[str, Any] | None = None
+
+    # Connection level
+    def data_received(self, data: bytes) -> None:
+        if self._reading_headers:
+            self._raw_header_bytes += len(data)
+            if self._raw_header_bytes > _RAW_HEADER_LIMIT:
+                self._reject_header_section()
+                return
+        try:
+            super().data_received(data)
+        except _HeaderSectionTooLarge:
+            self._reject_header_section()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        super().connection_lost(exc)
+        task = self._asgi_task
+        if (
+            task is not None
+            and not task.done()
+            and cycle is not None
+            and not cycle.response_complete
+        ):
+            if self._asgi_scope is not None:
+                self._asgi_scope[GONE_KEY] = True
+            task.cancel()
+
+    def _reject_header_section(self) -> None:
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(_RESPONSE_431)
+        self.transport.close()
+
+    def _abort(self) -> None:
+        self.transport.abort()
+
+    # Parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        self.scope[ABORT_KEY] = self._abort  # type: ignore[literal-required]
+
+    def on_url(self, url: bytes) -> None:
+        self._header_bytes += len(url)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _HeaderSectionTooLarge
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if self._header_bytes > MAX_HEADER_BYTES:
+            raise _HeaderSectionTooLarge
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_headers = False
+        self._raw_header_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_headers = True
+        super().on_message_complete()
+
+    # Track the running request's task so a disconnect can cancel it.
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        task = self.loop.create_task(cycle.run_asgi(app))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+        self._asgi_task = task
+        self._asgi_scope = cycle.scope

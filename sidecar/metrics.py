@@ -1,0 +1,164 @@
+"""Proxy metrics: plain integers on the request path, Prometheus families at scrape time.
+
+prometheus-client's `Counter.inc()` takes a lock per call; a sidecar pays that on every request
+of every pod. Here the forwarder bumps ints and list slots (one event loop, no threads), and a
+custom collector turns them into metric families only when /metrics is scraped.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from sidecar.counting import Counter
+from sidecar.errors import UPSTREAM_ERROR_REASONS
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "WEBSOCKET"}
+)
+_STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+class ProxyMetrics:
+    """Request-path counters. Every method is O(1) and allocation-free in the common case."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.upstream_errors = dict.fromkeys(UPSTREAM_ERROR_REASONS, 0)
+        self.in_flight = 0
+        self.websockets_open = 0
+
+    def observe(self, method: str, status: int, seconds: float) -> None:
+        if method not in KNOWN_METHODS:
+            method = "OTHER"
+        status_class = _STATUS_CLASSES[status // 100 - 1] if 100 <= status < 600 else "5xx"
+        key = (method, status_class)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def upstream_error(self, reason: str) -> None:
+        self.upstream_errors[reason] = self.upstream_errors.get(reason, 0) + 1
+
+
+class _Collector(Collector):
+    def __init__(
+        self,
+        metrics: ProxyMetrics,
+        counter: Counter,
+        upstream_up: Callable[[], bool],
+        ready: Callable[[], bool],
+    ) -> None:
+        self._metrics = metrics
+        self._counter = counter
+        self._upstream_up = upstream_up
+        self._ready = ready
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._metrics
+        requests = CounterMetricFamily(
+            "streamproxy_requests",
+            "Requests forwarded, by method and status class.",
+            labels=("method", "code"),
+        )
+        for (method, status_class), value in sorted(m.requests.items()):
+            requests.add_metric((method, status_class), value)
+        yield requests
+
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip(LATENCY_BUCKETS, m.latency_counts, strict=False):
+            cumulative += count
+            buckets.append((repr(bound), cumulative))
+        cumulative += m.latency_counts[-1]
+        buckets.append(("+Inf", cumulative))
+        yield HistogramMetricFamily(
+            "streamproxy_request_duration_seconds",
+            "Time from request start to the end of the response body.",
+            buckets=buckets,
+            sum_value=m.latency_sum,
+        )
+        yield CounterMetricFamily(
+            "streamproxy_request_bytes",
+            "Request body bytes sent to the app.",
+            value=m.request_bytes,
+        )
+        yield CounterMetricFamily(
+            "streamproxy_response_bytes",
+            "Response body bytes sent to clients.",
+            value=m.response_bytes,
+        )
+        errors = CounterMetricFamily(
+            "streamproxy_upstream_errors",
+            "Requests the app could not serve, by reason.",
+            labels=("reason",),
+        )
+        for reason, value in sorted(m.upstream_errors.items()):
+            errors.add_metric((reason,), value)
+        yield errors
+        yield GaugeMetricFamily(
+            "streamproxy_in_flight_requests", "Requests being forwarded now.", value=m.in_flight
+        )
+        yield GaugeMetricFamily(
+            "streamproxy_websockets_open", "WebSocket sessions open now.", value=m.websockets_open
+        )
+        yield GaugeMetricFamily(
+            "streamproxy_upstream_up", "1 when the app accepts connections.",
+            value=1 if self._upstream_up() else 0,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "streamproxy_ready", "1 when /readyz answers 200.", value=1 if self._ready() else 0
+        )
+
+        stats = self._counter.stats()
+        yield CounterMetricFamily(
+            "streamproxy_counter_flushes",
+            "Successful counter flushes to Redis.",
+            value=stats.flushes,
+        )
+        yield CounterMetricFamily(
+            "streamproxy_counter_flush_failures",
+            "Counter flushes that failed (retried later).",
+            value=stats.flush_failures,
+        )
+        yield GaugeMetricFamily(
+            "streamproxy_counter_pending",
+            "Requests counted here and not yet flushed to Redis.",
+            value=self._counter.pending,
+        )
+        age = stats.last_flush_age()
+        if age is not None:
+            yield GaugeMetricFamily(
+                "streamproxy_counter_last_flush_age_seconds",
+                "Seconds since the last successful flush.",
+                value=age,
+            )
+
+
+def make_registry(
+    metrics: ProxyMetrics,
+    counter: Counter,
+    upstream_up: Callable[[], bool],
+    ready: Callable[[], bool],
+) -> CollectorRegistry:
+    """A registry of our own (never the global one), so tests and processes don't collide."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(metrics, counter, upstream_up, ready))
+    return registry
