@@ -15,7 +15,9 @@ needs the `openssl` CLI).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import random
 import shutil
@@ -24,12 +26,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+
+from sidecar.redis_counter import RedisCounter
+from sidecar.settings import Settings
 
 ENV_BINARY = "STREAMPROXY_TEST_REDIS_SERVER"
 START_TIMEOUT = 15.0
@@ -441,7 +447,7 @@ def start_sentinel_setup(factory: ServerFactory, master_name: str = "mymaster") 
 
     def replica_synced() -> bool:
         with replica.client() as client:
-            return client.info("replication").get("master_link_status") == "up"
+            return bool(client.info("replication").get("master_link_status") == "up")
 
     def sentinel_sees_replica() -> bool:
         with sentinel.client() as client:
@@ -522,3 +528,51 @@ def start_cluster(factory: ServerFactory, masters: int = 3) -> ClusterSetup:
 @pytest.fixture
 def redis_cluster(redis_server_factory: ServerFactory) -> ClusterSetup:
     return start_cluster(redis_server_factory)
+
+
+# Counters under test
+
+
+async def eventually(
+    predicate: Callable[[], object], within: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll `predicate` (sync or returning an awaitable) until truthy, failing after `within` s."""
+    deadline = time.monotonic() + within
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if inspect.isawaitable(last):
+                last = await last
+            if last:
+                return
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            last = exc
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")
+
+
+def counter_value(server: RedisServer, key: str = "streamproxy:requests") -> int:
+    with server.client() as client:
+        return int(client.get(key) or 0)
+
+
+@pytest.fixture
+async def counter_factory() -> AsyncIterator[Callable[..., Awaitable[RedisCounter]]]:
+    """Started RedisCounters from Settings keyword arguments; all closed at teardown."""
+    counters: list[RedisCounter] = []
+
+    async def make(*, start: bool = True, **settings: Any) -> RedisCounter:
+        settings.setdefault("flush_interval", 0.05)
+        settings.setdefault("pod_name", f"pod-{len(counters)}")
+        counter = RedisCounter(Settings(**settings))
+        counters.append(counter)
+        if start:
+            await counter.start()
+        return counter
+
+    try:
+        yield make
+    finally:
+        for counter in counters:
+            await counter.close()
