@@ -11,7 +11,7 @@ RUN printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d \
     && useradd --system --uid 999 --gid 999 --home-dir /data --no-create-home redis \
     && apt-get update \
     && apt-get install -y --no-install-recommends redis-server=5:7.0.* \
-    && rm -rf /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* /usr/sbin/policy-rc.d \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log /usr/sbin/policy-rc.d \
     && install -d -o redis -g redis /data
 
 COPY redis-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
