@@ -1,0 +1,26 @@
+"""`helm lint --strict` over the defaults and every ci/*-values.yaml scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.chart.helm import CHART, CI_VALUES, run_helm
+
+
+def test_ci_scenarios_exist() -> None:
+    names = {path.name for path in CI_VALUES}
+    assert {
+        "default-values.yaml",
+        "external-redis-values.yaml",
+        "classic-sidecar-values.yaml",
+        "all-features-values.yaml",
+        "custom-app-values.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda path: path.name)
+def test_lint_strict(values: Path) -> None:
+    proc = run_helm("lint", "--strict", str(CHART), "-f", str(values))
+    assert "0 chart(s) failed" in proc.stdout
