@@ -1,0 +1,373 @@
+"""CONTRACT §2 through a real proxy process in front of a real upstream app."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.proxy_fixtures import Proxy, Upstream, free_port, wait_until
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PROPFIND", "PURGE"]
+
+
+def raw_request(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send bytes exactly as given; return everything the server sends until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while True:
+            try:
+                data = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_is_forwarded_with_its_body(proxy: Proxy, method: str) -> None:
+    response = httpx.request(method, proxy.url + "/a/b/c", content=b"payload-" + method.encode())
+    assert response.status_code == 200
+    echoed = response.json()
+    assert echoed["method"] == method
+    assert echoed["raw_path"] == "/a/b/c"
+    assert echoed["body_bytes"] == len(b"payload-" + method.encode())
+
+
+def test_head_has_headers_and_no_body(proxy: Proxy) -> None:
+    response = httpx.head(proxy.url + "/stream?bytes=5000")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == "5000"
+    assert response.content == b""
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        b"/a//b/%2F%2e%2E/x?q=%20+%2B&q=2&empty=&=weird",
+        b"//evil.example/x",
+        b"/@evil.example/x",
+        b"/caf%C3%A9/%ZZ?%ZZ=%",
+        b"/x?a=1;b=2&c=%3B",
+    ],
+)
+def test_path_and_query_pass_byte_for_byte(proxy: Proxy, target: bytes) -> None:
+    reply = raw_request(
+        proxy.port,
+        b"GET " + target + b" HTTP/1.1\r\nHost: front.example\r\nConnection: close\r\n\r\n",
+    )
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), reply[:200]
+    echoed = httpx.Response(200, content=body).json()
+    path, _, query = target.partition(b"?")
+    assert echoed["raw_path"].encode("latin-1") == path
+    assert echoed["query"].encode("latin-1") == query
+    # The request reached *our* upstream, whatever the target looked like.
+    assert ["host", "front.example"] in echoed["headers"]
+
+
+def test_absolute_form_target_never_reaches_another_host(proxy: Proxy) -> None:
+    reply = raw_request(
+        proxy.port,
+        b"GET http://evil.example:9/steal?x=1 HTTP/1.1\r\nHost: evil.example\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    head, _, body = reply.partition(b"\r\n\r\n")
+    if head.startswith(b"HTTP/1.1 200"):
+        echoed = httpx.Response(200, content=body).json()
+        assert echoed["raw_path"] == "/steal"
+    else:
+        assert head.startswith(b"HTTP/1.1 4"), reply[:200]
+
+
+def test_connect_is_refused(proxy: Proxy) -> None:
+    reply = raw_request(proxy.port, b"CONNECT evil.example:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 4"), reply[:200]
+
+
+def test_repeated_headers_keep_multiplicity_and_order(proxy: Proxy) -> None:
+    reply = raw_request(
+        proxy.port,
+        b"GET /echo HTTP/1.1\r\nHost: h\r\nX-Dup: 1\r\nX-Other: o\r\nX-Dup: 2\r\n"
+        b"Cookie: a=1\r\nCookie: b=2\r\nConnection: close\r\n\r\n",
+    )
+    body = reply.partition(b"\r\n\r\n")[2]
+    headers = httpx.Response(200, content=body).json()["headers"]
+    dups = [value for name, value in headers if name == "x-dup"]
+    assert dups == ["1", "2"]
+    assert [value for name, value in headers if name == "cookie"] == ["a=1", "b=2"]
+    names = [name for name, _ in headers]
+    assert names.index("x-dup") < names.index("x-other")
+
+
+def test_two_set_cookie_headers_stay_two(proxy: Proxy) -> None:
+    reply = raw_request(proxy.port, b"GET /cookies HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    head = reply.partition(b"\r\n\r\n")[0].lower()
+    assert head.count(b"\r\nset-cookie: ") == 2
+    assert b"set-cookie: a=1; path=/" in head and b"set-cookie: b=2; path=/" in head
+    assert head.index(b"x-multi: one") < head.index(b"x-multi: two")
+
+
+def test_hop_by_hop_request_headers_are_stripped(proxy: Proxy) -> None:
+    reply = raw_request(
+        proxy.port,
+        b"GET /echo HTTP/1.1\r\nHost: h\r\nConnection: close, X-Secret-Hop\r\nX-Secret-Hop: 1\r\n"
+        b"Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n"
+        b"Proxy-Authorization: Basic eDp5\r\nUpgrade: h2c\r\nTrailer: X-T\r\n"
+        b"X-Kept: yes\r\n\r\n",
+    )
+    body = reply.partition(b"\r\n\r\n")[2]
+    names = {name for name, _ in httpx.Response(200, content=body).json()["headers"]}
+    for hop in (
+        "connection",
+        "x-secret-hop",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "proxy-authorization",
+        "upgrade",
+        "trailer",
+        "transfer-encoding",
+    ):
+        assert hop not in names
+    assert "x-kept" in names
+
+
+def test_hop_by_hop_response_headers_are_stripped(proxy: Proxy) -> None:
+    reply = raw_request(proxy.port, b"GET /hop HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    head = reply.partition(b"\r\n\r\n")[0].lower()
+    assert b"x-hop-one" not in head
+    assert b"keep-alive" not in head
+    assert b"proxy-authenticate" not in head
+    assert b"\r\ntrailer:" not in head
+    assert b"x-end-to-end: stays" in head
+
+
+def test_x_forwarded_headers_are_filled_in(proxy: Proxy) -> None:
+    headers = dict(httpx.get(proxy.url + "/echo", headers={"Host": "shop.example"}).json()["headers"])
+    assert headers["host"] == "shop.example"
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == "shop.example"
+
+
+def test_x_forwarded_headers_from_an_ingress_are_kept_and_appended(proxy: Proxy) -> None:
+    sent = {
+        "X-Forwarded-For": "203.0.113.7, 10.0.0.1",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "public.example",
+    }
+    headers = dict(httpx.get(proxy.url + "/echo", headers=sent).json()["headers"])
+    assert headers["x-forwarded-for"] == "203.0.113.7, 10.0.0.1, 127.0.0.1"
+    assert headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-host"] == "public.example"
+
+
+def test_status_codes_pass_through(proxy: Proxy) -> None:
+    for status in (201, 204, 301, 304, 404, 418, 500, 503):
+        response = httpx.get(proxy.url + f"/status/{status}", follow_redirects=False)
+        assert response.status_code == status
+        assert "x-streamproxy-error" not in response.headers
+
+
+def test_compressed_bodies_are_not_touched(proxy: Proxy) -> None:
+    with httpx.stream("GET", proxy.url + "/gzip", headers={"Accept-Encoding": "gzip"}) as response:
+        raw = b"".join(response.iter_raw())
+    assert response.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(raw) == b"hello compressed world" * 100
+
+
+def test_no_cookie_is_carried_between_clients(proxy: Proxy) -> None:
+    first = httpx.get(proxy.url + "/set-cookie-once")
+    assert "session=secret-of-client-1" in first.headers["set-cookie"]
+    second = httpx.get(proxy.url + "/echo")
+    names = [name for name, _ in second.json()["headers"]]
+    assert "cookie" not in names
+
+
+def test_chunked_upload_streams_through(proxy: Proxy) -> None:
+    parts = [b"x" * 1000, b"y" * 70000, b"z"]
+
+    def body() -> Iterator[bytes]:
+        yield from parts
+
+    echoed = httpx.post(proxy.url + "/echo", content=body()).json()
+    assert echoed["body_bytes"] == sum(map(len, parts))
+
+
+def test_app_refusing_connections_gives_502(proxy_factory: Callable[..., Proxy]) -> None:
+    proxy = proxy_factory(f"http://127.0.0.1:{free_port()}")
+    response = httpx.get(proxy.url + "/x")
+    assert response.status_code == 502
+    assert response.headers["x-streamproxy-error"] == "connect_refused"
+
+
+def test_app_silent_before_headers_gives_504(proxy: Proxy) -> None:
+    started = time.monotonic()
+    response = httpx.get(proxy.url + "/silent", timeout=30)
+    assert response.status_code == 504
+    assert response.headers["x-streamproxy-error"] == "read_timeout"
+    assert time.monotonic() - started < 20  # --read-timeout 2 on the shared proxy
+
+
+def test_connect_timeout_gives_504(proxy_factory: Callable[..., Proxy]) -> None:
+    # A listener that never accepts, with its backlog filled: further SYNs go unanswered.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        proxy = proxy_factory(f"http://127.0.0.1:{port}", "--connect-timeout", "0.5")
+        response = httpx.get(proxy.url + "/x", timeout=30)
+        assert response.status_code == 504
+        assert response.headers["x-streamproxy-error"] == "connect_timeout"
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_app_abort_mid_body_aborts_the_client(proxy: Proxy) -> None:
+    with pytest.raises(httpx.HTTPError), httpx.stream("GET", proxy.url + "/abort?bytes=1000") as r:
+        b"".join(r.iter_raw())
+
+
+def test_app_silent_mid_body_aborts_the_client_after_read_timeout(proxy: Proxy) -> None:
+    with pytest.raises(httpx.HTTPError):
+        with httpx.stream("GET", proxy.url + "/silent-mid", timeout=30) as response:
+            assert response.status_code == 200
+            b"".join(response.iter_raw())
+
+
+def test_client_disconnect_cancels_the_upstream_request(proxy: Proxy, upstream: Upstream) -> None:
+    baseline = int(upstream.stats()["disconnects"])  # type: ignore[call-overload]
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    sock.sendall(b"GET /hang HTTP/1.1\r\nHost: h\r\n\r\n")
+    wait_until(lambda: upstream.stats()["hanging"] == 1, 10, "the request to reach the app")
+    sock.close()
+    wait_until(
+        lambda: upstream.stats()["hanging"] == 0
+        and int(upstream.stats()["disconnects"]) == baseline + 1,  # type: ignore[call-overload]
+        10,
+        "the app to see the upstream request cancelled",
+    )
+
+
+def test_proxy_serves_on_after_errors(proxy: Proxy) -> None:
+    for path in ("/abort?bytes=10", "/status/500", "/echo"):
+        try:
+            httpx.get(proxy.url + path)
+        except httpx.HTTPError:
+            pass
+    assert httpx.get(proxy.url + "/echo").status_code == 200
+
+
+class RaceUpstream:
+    """An app that closes each keep-alive connection when the *next* request arrives on it,
+    without answering: the keep-alive race, made deterministic."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.requests = 0
+        self.dropped = 0
+        self._started = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._thread.start()
+        assert self._started.wait(10)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        handlers: set[asyncio.Task[None]] = set()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            handlers.add(task)
+            try:
+                await self._handle(reader, writer)
+            finally:
+                handlers.discard(task)
+
+        server = await asyncio.start_server(on_connect, "127.0.0.1", self.port)
+        self._started.set()
+        await self._stop.wait()
+        server.close()
+        for task in list(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                if length:
+                    await reader.readexactly(length)
+                if served == 1:
+                    self.dropped += 1
+                    break  # second request on this connection: drop it unanswered
+                self.requests += 1
+                served += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_keep_alive_race_never_surfaces(proxy_factory: Callable[..., Proxy], method: str) -> None:
+    app = RaceUpstream()
+    try:
+        proxy = proxy_factory(f"http://127.0.0.1:{app.port}")
+        with httpx.Client() as client:
+            statuses = [client.request(method, proxy.url + "/r").status_code for _ in range(20)]
+        assert statuses == [200] * 20
+        assert app.dropped >= 1  # the race really happened
+        assert app.requests == 20
+    finally:
+        app.close()
+
+
+def test_keep_alive_race_with_real_app_idle_timeout(
+    proxy_factory: Callable[..., Proxy], upstream_factory: Callable[..., Upstream]
+) -> None:
+    # A uvicorn app closing idle connections after 1 s, the proxy keeping them 4 s.
+    app = upstream_factory(keep_alive=1)
+    proxy = proxy_factory(app.url)
+    failures = 0
+    deadline = time.monotonic() + 4
+    with httpx.Client() as client:
+        while time.monotonic() < deadline:
+            failures += client.post(proxy.url + "/echo").status_code != 200
+            time.sleep(0.25)  # spread requests across the app's idle timeout (load shape)
+    assert failures == 0
