@@ -14,6 +14,7 @@ off: the counter retries with its own backoff and must never sit in a hidden ret
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -105,7 +106,20 @@ def _common_kwargs(target: RedisTarget, settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def build_client(settings: Settings) -> RedisClient:
+@dataclass(frozen=True)
+class RedisLink:
+    """The client to use plus what else must be closed with it (Sentinel's own clients)."""
+
+    client: RedisClient
+    others: tuple[Redis, ...] = ()
+
+    async def aclose(self) -> None:
+        for client in (self.client, *self.others):
+            with contextlib.suppress(Exception):  # closing is best effort, never an error
+                await client.aclose()
+
+
+def build_client(settings: Settings) -> RedisLink:
     """A client; nothing connects until the first command."""
     target = parse_target(settings)
     kwargs = _common_kwargs(target, settings)
@@ -125,14 +139,14 @@ def build_client(settings: Settings) -> RedisClient:
             sentinels, sentinel_kwargs=sentinel_kwargs, db=target.db, **kwargs
         )
         master: Redis = sentinel.master_for(settings.redis_sentinel_master or "")
-        return master
+        return RedisLink(master, tuple(sentinel.sentinels))
     if settings.redis_cluster:
         if target.db != 0:
             raise ValueError("redis_url: Redis Cluster has only database 0")
         if target.tls:
             kwargs["ssl"] = True
         # Cluster redirections (MOVED/ASK) are handled inside the client whatever `retry` says.
-        return RedisCluster(host=target.host, port=target.port, **kwargs)
+        return RedisLink(RedisCluster(host=target.host, port=target.port, **kwargs))
     if target.tls:
         kwargs["ssl"] = True
-    return Redis(host=target.host, port=target.port, db=target.db, **kwargs)
+    return RedisLink(Redis(host=target.host, port=target.port, db=target.db, **kwargs))

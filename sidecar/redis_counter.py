@@ -29,7 +29,7 @@ from typing import Any
 from redis.exceptions import NoScriptError, RedisError
 
 from sidecar.counting import CounterStats, RedisState
-from sidecar.redis_connect import RedisClient, build_client, key_names, parse_target
+from sidecar.redis_connect import build_client, key_names, parse_target
 from sidecar.settings import Settings
 
 logger = logging.getLogger("streamproxy.counter")
@@ -68,8 +68,9 @@ class ReplicationUnconfirmed(RedisError):
 
 
 class RedisCounter:
-    def __init__(self, settings: Settings, client: RedisClient | None = None) -> None:
-        self._client = client if client is not None else build_client(settings)
+    def __init__(self, settings: Settings) -> None:
+        self._link = build_client(settings)
+        self._client = self._link.client
         self._where = parse_target(settings).describe()
         self._flush_interval = settings.flush_interval
         self._wait_for_replica = bool(settings.redis_sentinels)
@@ -135,9 +136,9 @@ class RedisCounter:
                 "counter closed with unflushed counts",
                 extra={"pending": self.pending, "redis": self._where},
             )
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
-                await self._client.aclose()
+                await self._link.aclose()
 
     async def total(self) -> int:
         return self._shared_total + self.pending

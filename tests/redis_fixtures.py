@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 import redis
 
+from sidecar.counting import Counter
 from sidecar.redis_counter import RedisCounter
 from sidecar.settings import Settings
 
@@ -576,3 +577,13 @@ async def counter_factory() -> AsyncIterator[Callable[..., Awaitable[RedisCounte
     finally:
         for counter in counters:
             await counter.close()
+
+
+async def paced_traffic(counters: Sequence[Counter], total: int, seconds: float) -> None:
+    """`total` increments spread over about `seconds`, round-robin over the counters."""
+    batches = 100
+    for batch in range(batches):
+        for i in range(total // batches):
+            counters[i % len(counters)].incr()
+        if batch < batches - 1:
+            await asyncio.sleep(seconds / batches)  # pacing the load, not synchronising

@@ -14,7 +14,7 @@ import pytest
 
 from sidecar.redis_counter import RedisCounter
 from tests.faultproxy import FaultProxy, Mode
-from tests.redis_fixtures import RedisServer, counter_value, eventually
+from tests.redis_fixtures import RedisServer, counter_value, eventually, paced_traffic
 
 CounterFactory = Callable[..., Awaitable[RedisCounter]]
 
@@ -25,21 +25,11 @@ def fault_proxy(redis_server: RedisServer) -> Iterator[FaultProxy]:
         yield proxy
 
 
-async def traffic(counters: list[RedisCounter], total: int, seconds: float) -> None:
-    """`total` increments spread over about `seconds`, round-robin over the counters."""
-    batches = 100
-    for batch in range(batches):
-        for i in range(total // batches):
-            counters[i % len(counters)].incr()
-        if batch < batches - 1:
-            await asyncio.sleep(seconds / batches)  # pacing the load, not synchronising
-
-
 async def test_lost_replies_are_neither_dropped_nor_doubled(
     redis_server: RedisServer, fault_proxy: FaultProxy, counter_factory: CounterFactory
 ) -> None:
     counter = await counter_factory(redis_url=fault_proxy.url)
-    load = asyncio.create_task(traffic([counter], 1000, 3.0))
+    load = asyncio.create_task(paced_traffic([counter], 1000, 3.0))
     await eventually(lambda: counter_value(redis_server) > 0, what="first flushes")
     fault_proxy.set_mode("drop_replies")
     applied_before = counter_value(redis_server)
@@ -86,11 +76,11 @@ async def test_stalled_or_refusing_redis_never_blocks_counting(
     assert counter.redis_state == "up"
 
 
-async def test_redis_killed_and_restarted_mid_traffic(
+async def test_redis_killed_and_restarted_mid_paced_traffic(
     redis_server: RedisServer, counter_factory: CounterFactory
 ) -> None:
     counter = await counter_factory(redis_url=redis_server.url)
-    load = asyncio.create_task(traffic([counter], 5000, 3.0))
+    load = asyncio.create_task(paced_traffic([counter], 5000, 3.0))
 
     def flushed(target: int) -> Callable[[], bool]:
         return lambda: counter.stats().flushes >= target
@@ -110,7 +100,7 @@ async def test_connections_cut_repeatedly(
 ) -> None:
     first = await counter_factory(redis_url=fault_proxy.url, pod_name="pod-a")
     second = await counter_factory(redis_url=redis_server.url, pod_name="pod-b")
-    load = asyncio.create_task(traffic([first, second], 4000, 2.0))
+    load = asyncio.create_task(paced_traffic([first, second], 4000, 2.0))
     while not load.done():
         fault_proxy.cut()
         await asyncio.sleep(0.03)  # cutting rhythm (fault injection), not synchronisation

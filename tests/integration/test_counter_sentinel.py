@@ -1,0 +1,44 @@
+"""Redis Sentinel: one master, one replica, one sentinel, a forced failover mid-traffic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from sidecar.redis_counter import RedisCounter
+from tests.redis_fixtures import SentinelSetup, counter_value, eventually, paced_traffic
+
+CounterFactory = Callable[..., Awaitable[RedisCounter]]
+
+
+async def test_sentinel_counts_through_the_current_master(
+    redis_sentinel: SentinelSetup, counter_factory: CounterFactory
+) -> None:
+    counter = await counter_factory(
+        redis_sentinels=redis_sentinel.sentinels, redis_sentinel_master=redis_sentinel.master_name
+    )
+    for _ in range(100):
+        counter.incr()
+    await eventually(lambda: counter.pending == 0, what="flushed through sentinel")
+    assert counter_value(redis_sentinel.master) == 100
+    await eventually(lambda: counter_value(redis_sentinel.replica) == 100, what="replicated")
+
+
+async def test_forced_failover_mid_traffic_is_exact(
+    redis_sentinel: SentinelSetup, counter_factory: CounterFactory
+) -> None:
+    counter = await counter_factory(
+        redis_sentinels=redis_sentinel.sentinels, redis_sentinel_master=redis_sentinel.master_name
+    )
+    load = asyncio.create_task(paced_traffic([counter], 3000, 4.0))
+    await eventually(lambda: counter_value(redis_sentinel.master) > 0, what="first flushes")
+    new_port = await asyncio.to_thread(redis_sentinel.failover)
+    assert new_port == redis_sentinel.replica.port
+    new_master = redis_sentinel.replica
+    await load
+    await eventually(lambda: counter.pending == 0, within=20, what="all flushed")
+    assert counter_value(new_master) == 3000
+    # The old master rejoins as a replica of the new one and agrees
+    await eventually(lambda: counter_value(redis_sentinel.master) == 3000, within=20)
+    with new_master.client() as client:
+        assert client.hget("{streamproxy:requests}:pods", counter.pod) == b"3000"
