@@ -48,6 +48,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self._reading_headers = True
         self._raw_header_bytes = 0
         self._header_bytes = 0
+        self._header_too_large = False
         self._asgi_task: asyncio.Task[None] | None = None
         self._asgi_scope: dict[str, Any] | None = None
 
@@ -84,6 +85,14 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             self.transport.write(_RESPONSE_431)
         self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        # httptools wraps our callback's exception in HttpParserError, which uvicorn answers
+        # with a 400: the limit deserves its own status.
+        if self._header_too_large:
+            self._reject_header_section()
+            return
+        super().send_400_response(msg)
+
     def _abort(self) -> None:
         self.transport.abort()
 
@@ -96,12 +105,14 @@ class ProxyHttpProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         self._header_bytes += len(url)
         if self._header_bytes > MAX_HEADER_BYTES:
+            self._header_too_large = True
             raise _HeaderSectionTooLarge
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
+            self._header_too_large = True
             raise _HeaderSectionTooLarge
         super().on_header(name, value)
 

@@ -12,7 +12,8 @@ Run: `python -m tests.upstream_app --port N [--keep-alive S]`. Routes:
     /silent                        never answers (until the client goes away)
     /silent-mid                    headers and one chunk, then silence
     /hang                          never answers; counts itself in /stats while it waits
-    /stats                         JSON: hanging requests now, disconnects seen, stream progress
+    /stats                         JSON: hanging requests now, disconnects seen, stream progress,
+                                   "recent": the last 256 HTTP targets received (path?query)
     /set-cookie-once               Set-Cookie: session=..., to check no cookie jar exists
     /ws                            websocket echo; text "close:CODE" makes the app close with CODE
 """
@@ -24,6 +25,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -40,6 +42,8 @@ STATS: dict[str, Any] = {
     "stream_sent": 0,
     "stream_done": False,
 }
+# Targets of the last HTTP requests that reached the app: lets tests prove what never arrived.
+RECENT: deque[str] = deque(maxlen=256)
 
 
 async def _read_body(receive: Receive) -> tuple[int, str, bool]:
@@ -85,8 +89,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     path: str = scope["path"]
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
 
+    if path != "/stats":
+        raw_query = scope["query_string"].decode("latin-1")
+        RECENT.append(scope["raw_path"].decode("latin-1") + ("?" + raw_query if raw_query else ""))
     if path == "/stats":
-        await _json(send, STATS)
+        await _json(send, {**STATS, "recent": list(RECENT)})
     elif path == "/cookies":
         await _read_body(receive)
         await _respond(
