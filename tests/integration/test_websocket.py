@@ -1,0 +1,114 @@
+"""WebSocket upgrades through the proxy (CONTRACT §2 "WebSocket upgrades", §4 counting).
+
+A real client (`websockets.sync`) talks to the real proxy process, which relays to the test
+app's `/ws` echo. Text stays text, binary stays binary, subprotocols and close codes cross
+the proxy in both directions.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.proxy_fixtures import Proxy, Upstream, free_port, wait_until
+
+TIMEOUT = 10.0
+
+
+def ws_url(proxy: Proxy, path: str = "/ws") -> str:
+    return proxy.url.replace("http://", "ws://") + path
+
+
+def test_text_and_binary_echo(proxy: Proxy) -> None:
+    payload = os.urandom(200_000)
+    with connect(ws_url(proxy, "/ws?x=1"), open_timeout=TIMEOUT) as ws:
+        ws.send("héllo")
+        assert ws.recv(timeout=TIMEOUT) == "héllo"
+        ws.send(payload)
+        echoed = ws.recv(timeout=TIMEOUT)
+        assert isinstance(echoed, bytes)
+        assert echoed == payload
+        ws.send(b"")
+        assert ws.recv(timeout=TIMEOUT) == b""
+        for index in range(20):
+            ws.send(f"message {index}")
+        assert [ws.recv(timeout=TIMEOUT) for _ in range(20)] == [f"message {i}" for i in range(20)]
+
+
+def test_subprotocol_is_negotiated_by_the_app(proxy: Proxy) -> None:
+    with connect(
+        ws_url(proxy),
+        subprotocols=["chat.v2", "chat.v1"],
+        open_timeout=TIMEOUT,  # type: ignore[list-item]
+    ) as ws:
+        # The echo app picks the first subprotocol offered.
+        assert ws.subprotocol == "chat.v2"
+        ws.send("ok")
+        assert ws.recv(timeout=TIMEOUT) == "ok"
+
+
+def test_no_subprotocol_when_none_offered(proxy: Proxy) -> None:
+    with connect(ws_url(proxy), open_timeout=TIMEOUT) as ws:
+        assert ws.subprotocol is None
+
+
+def test_app_close_code_reaches_the_client(proxy: Proxy) -> None:
+    with connect(ws_url(proxy), open_timeout=TIMEOUT) as ws:
+        ws.send("close:4001")
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4001
+
+
+def test_client_close_code_reaches_the_app(proxy: Proxy, upstream: Upstream) -> None:
+    with connect(ws_url(proxy), open_timeout=TIMEOUT) as ws:
+        ws.send("before close")
+        assert ws.recv(timeout=TIMEOUT) == "before close"
+        ws.close(code=4002, reason="client done")
+    wait_until(
+        lambda: upstream.stats().get("ws_client_close_code") == 4002,
+        TIMEOUT,
+        "the app to see close code 4002",
+    )
+    # And another code, so a stale 4002 from an earlier session can't pass this test.
+    with connect(ws_url(proxy), open_timeout=TIMEOUT) as ws:
+        ws.close(code=4003)
+    wait_until(
+        lambda: upstream.stats().get("ws_client_close_code") == 4003,
+        TIMEOUT,
+        "the app to see close code 4003",
+    )
+
+
+def test_handshake_refused_when_the_app_is_down(proxy_factory: Callable[..., Proxy]) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    dedicated = proxy_factory(dead)
+    started = time.monotonic()
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(dedicated), open_timeout=TIMEOUT)
+    assert time.monotonic() - started < 5.0, "the refusal took too long"
+    response = refused.value.response
+    assert response.status_code == 502
+    assert response.headers["x-streamproxy-error"] == "connect_refused"
+    assert dedicated.proc.poll() is None
+
+
+def test_websocket_session_counts_once(
+    upstream: Upstream, proxy_factory: Callable[..., Proxy]
+) -> None:
+    dedicated = proxy_factory(upstream.url)
+    assert dedicated.status().json()["counter"] == 0
+    with connect(ws_url(dedicated), open_timeout=TIMEOUT) as ws:
+        for index in range(10):
+            ws.send(f"m{index}")
+            assert ws.recv(timeout=TIMEOUT) == f"m{index}"
+        ws.send(b"\x00binary")
+        assert ws.recv(timeout=TIMEOUT) == b"\x00binary"
+    wait_until(lambda: dedicated.status().json()["counter"] >= 1, 5, "the handshake to count")
+    assert dedicated.status().json()["counter"] == 1
