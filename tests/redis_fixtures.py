@@ -42,6 +42,18 @@ ENV_BINARY = "STREAMPROXY_TEST_REDIS_SERVER"
 START_TIMEOUT = 15.0
 
 
+# Soak tests run only when asked for (`-m soak`, or STREAMPROXY_SOAK=1)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "soak" in (config.option.markexpr or "") or os.environ.get("STREAMPROXY_SOAK") == "1":
+        return
+    skip = pytest.mark.skip(reason="soak test: run with -m soak (or STREAMPROXY_SOAK=1)")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
 # Finding binaries
 
 
