@@ -1,0 +1,244 @@
+"""The streamproxy sidecar container, built with the `kubernetes` client's models.
+
+This is what `streamproxy inject` adds to a pod (`inject_pod_spec`). The Helm chart renders
+the same container from its named template `streamproxy.sidecarContainer`
+(charts/streamproxy/templates/_sidecar.tpl); tests/inject/test_parity.py renders both for the
+same settings and asserts they are equal, so the two cannot drift. Settings become `STREAMPROXY_*` variables in the order of the fields of
+`Settings`, unset ones are left out, and numbers are spelled the way Helm spells them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from kubernetes.client import (
+    ApiClient,
+    V1Capabilities,
+    V1Container,
+    V1ContainerPort,
+    V1EnvVar,
+    V1EnvVarSource,
+    V1HTTPGetAction,
+    V1ObjectFieldSelector,
+    V1PodSpec,
+    V1Probe,
+    V1ResourceRequirements,
+    V1SeccompProfile,
+    V1SecretKeySelector,
+    V1SecurityContext,
+)
+
+from sidecar import __version__
+from sidecar.settings import Settings
+
+CONTAINER_NAME = "streamproxy"
+DEFAULT_IMAGE = f"streamproxy:{__version__}"
+IMAGE_UID = 10001
+# Kubernetes defaults that differ from the binary's (the chart's values.yaml has the same):
+# keep serving a little after SIGTERM while endpoints drop the pod.
+K8S_DEFAULTS: dict[str, Any] = {"drain_seconds": 5.0}
+DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
+    "requests": {"cpu": "50m", "memory": "64Mi"},
+    "limits": {"memory": "256Mi"},
+}
+# Added to drain + shutdown for the pod's terminationGracePeriodSeconds.
+GRACE_MARGIN_SECONDS = 5
+# Key order of the rendered container: the chart's, for readable output.
+KEY_ORDER = (
+    "name", "image", "imagePullPolicy", "args", "restartPolicy", "ports", "env",
+    "startupProbe", "readinessProbe", "livenessProbe", "resources", "securityContext",
+    "terminationMessagePolicy",
+)
+
+
+@dataclass(frozen=True)
+class SidecarSpec:
+    """Everything that decides the container: the proxy's settings and how it runs in the pod."""
+
+    settings: Settings
+    image: str = DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    native: bool = True
+    # (Secret name, key) of the Redis password; never a literal password in a manifest.
+    password_secret: tuple[str, str] | None = None
+    resources: dict[str, dict[str, str]] = field(default_factory=lambda: DEFAULT_RESOURCES)
+
+    @property
+    def grace_period(self) -> int:
+        busy = self.settings.drain_seconds + self.settings.shutdown_timeout
+        return math.ceil(busy) + GRACE_MARGIN_SECONDS
+
+
+def go_number(value: float) -> str:
+    """Spell a number the way Go's `%v` (so Helm's `toString`) does: 5.0 -> 5, 1e6 -> 1e+06."""
+    if value == 0:
+        return "0"
+    sign, digits, exponent = Decimal(repr(float(value))).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = "".join(map(str, digits))
+    point = len(mantissa) + exponent - 1  # decimal exponent of the first digit
+    prefix = "-" if sign else ""
+    # strconv.FormatFloat(v, 'g', -1, 64): the exponent form below 1e-4 and from 1e6 on (Helm
+    # holds the numbers of a values file as float64).
+    if point < -4 or point >= 6:
+        fraction = f".{mantissa[1:]}" if len(mantissa) > 1 else ""
+        return f"{prefix}{mantissa[0]}{fraction}e{'+' if point >= 0 else '-'}{abs(point):02d}"
+    return prefix + format(Decimal(repr(abs(float(value)))).normalize(), "f")
+
+
+def env_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return go_number(value)
+    if hasattr(value, "get_secret_value"):
+        raise ValueError("a literal password never goes into a manifest; use a Secret")
+    return str(value)
+
+
+def sidecar_env(spec: SidecarSpec) -> list[V1EnvVar]:
+    env: list[V1EnvVar] = []
+    for name in Settings.model_fields:
+        if name == "pod_name":
+            source = V1EnvVarSource(field_ref=V1ObjectFieldSelector(field_path="metadata.name"))
+            env.append(V1EnvVar(name="POD_NAME", value_from=source))
+            continue
+        if name == "redis_password":
+            if spec.password_secret:
+                secret, key = spec.password_secret
+                selector = V1SecretKeySelector(name=secret, key=key)
+                env.append(V1EnvVar(name="STREAMPROXY_REDIS_PASSWORD",
+                                    value_from=V1EnvVarSource(secret_key_ref=selector)))
+            continue
+        value = getattr(spec.settings, name)
+        if value is None or value == "":
+            continue
+        env.append(V1EnvVar(name=f"STREAMPROXY_{name.upper()}", value=env_value(value)))
+    return env
+
+
+def _probe(path: str, port: int, period: int, timeout: int, failures: int) -> V1Probe:
+    return V1Probe(
+        http_get=V1HTTPGetAction(path=path, port=port),
+        period_seconds=period,
+        timeout_seconds=timeout,
+        failure_threshold=failures,
+    )
+
+
+def sidecar_container(spec: SidecarSpec) -> V1Container:
+    settings = spec.settings
+    admin = settings.admin_port
+    return V1Container(
+        name=CONTAINER_NAME,
+        image=spec.image,
+        image_pull_policy=spec.image_pull_policy,
+        args=["run"],
+        restart_policy="Always" if spec.native else None,
+        ports=[
+            V1ContainerPort(name="proxy", container_port=settings.port, protocol="TCP"),
+            V1ContainerPort(name="proxy-admin", container_port=admin, protocol="TCP"),
+        ],
+        env=sidecar_env(spec),
+        # Startup checks only that the process is up: a native sidecar must pass it before the
+        # app starts, so it cannot wait for the app the way readiness does.
+        startup_probe=_probe("/livez", admin, period=1, timeout=1, failures=30),
+        readiness_probe=_probe("/status", admin, period=2, timeout=2, failures=2),
+        liveness_probe=_probe("/livez", admin, period=10, timeout=2, failures=3),
+        resources=V1ResourceRequirements(
+            requests=spec.resources.get("requests") or None,
+            limits=spec.resources.get("limits") or None,
+        ) if spec.resources else None,
+        security_context=V1SecurityContext(
+            run_as_non_root=True,
+            run_as_user=IMAGE_UID,
+            run_as_group=IMAGE_UID,
+            read_only_root_filesystem=True,
+            allow_privilege_escalation=False,
+            capabilities=V1Capabilities(drop=["ALL"]),
+            seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+        ),
+        termination_message_policy="FallbackToLogsOnError",
+    )
+
+
+def to_dict(model: object) -> Any:
+    """A model as the plain, camelCase structure that goes into YAML (unset fields left out)."""
+    return ApiClient().sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
+
+
+def sidecar_container_dict(spec: SidecarSpec) -> dict[str, Any]:
+    raw: dict[str, Any] = to_dict(sidecar_container(spec))
+    ordered = {key: raw[key] for key in KEY_ORDER if key in raw}
+    ordered.update({key: value for key, value in raw.items() if key not in ordered})
+    return ordered
+
+
+def parse_pod_spec(raw: dict[str, Any]) -> V1PodSpec:
+    """Check a pod spec against the models (names, types); raise ValueError when it is not one."""
+    # The public `deserialize` changed signature across client versions (a response object,
+    # then text + content type); the dict-level deserializer behind it has not.
+    deserialize = ApiClient()._ApiClient__deserialize  # type: ignore[attr-defined]
+    try:
+        parsed = deserialize(json.loads(json.dumps(raw)), "V1PodSpec")
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a pod spec: {exc}") from None
+    if not isinstance(parsed, V1PodSpec):
+        raise ValueError("not a pod spec")
+    return parsed
+
+
+# Into a pod spec
+
+
+def _remove_sidecar(pod: dict[str, Any]) -> bool:
+    found = False
+    for key in ("initContainers", "containers"):
+        if isinstance(pod.get(key), list):
+            kept = [c for c in pod[key]
+                    if not (isinstance(c, dict) and c.get("name") == CONTAINER_NAME)]
+            found = found or len(kept) != len(pod[key])
+            pod[key] = kept
+    if pod.get("initContainers") == []:
+        del pod["initContainers"]
+    return found
+
+
+def inject_pod_spec(pod: dict[str, Any], spec: SidecarSpec) -> list[str]:
+    """Inject in place; return notes for the report. Raise ValueError, untouched, if it can't."""
+    trial = {key: list(value) if isinstance(value, list) else value for key, value in pod.items()}
+    had_sidecar = _remove_sidecar(trial)
+    model = parse_pod_spec(trial)
+    if model.host_network:
+        raise ValueError("hostNetwork pods share the node's ports")
+    taken = {spec.settings.port, spec.settings.admin_port}
+    for other in (model.init_containers or []) + (model.containers or []):
+        for port in other.ports or []:
+            if port.container_port in taken:
+                raise ValueError(f"container {other.name} already uses port {port.container_port}")
+    _remove_sidecar(pod)
+    container = sidecar_container_dict(spec)
+    if spec.native:
+        # Insert initContainers just before containers, where people look for it.
+        init = [*pod.get("initContainers", []), container]
+        rebuilt = {k: v for k, v in pod.items() if k != "initContainers"}
+        pod.clear()
+        for key, value in rebuilt.items():
+            if key == "containers":
+                pod["initContainers"] = init
+            pod[key] = value
+        pod.setdefault("initContainers", init)
+    else:
+        pod["containers"].append(container)
+    notes = ["re-injected" if had_sidecar else "injected"]
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    if not isinstance(grace, int) or grace < spec.grace_period:
+        pod["terminationGracePeriodSeconds"] = spec.grace_period
+        notes.append(f"terminationGracePeriodSeconds {grace} -> {spec.grace_period}")
+    return notes
