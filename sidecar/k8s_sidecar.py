@@ -3,8 +3,9 @@
 This is what `streamproxy inject` adds to a pod (`inject_pod_spec`). The Helm chart renders
 the same container from its named template `streamproxy.sidecarContainer`
 (charts/streamproxy/templates/_sidecar.tpl); tests/inject/test_parity.py renders both for the
-same settings and asserts they are equal, so the two cannot drift. Settings become `STREAMPROXY_*` variables in the order of the fields of
-`Settings`, unset ones are left out, and numbers are spelled the way Helm spells them.
+same settings and asserts they are equal, so the two cannot drift. Settings become
+`STREAMPROXY_*` variables in the order of the fields of `Settings`, unset ones are left out,
+and numbers are spelled the way Helm spells them.
 """
 
 from __future__ import annotations
