@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from sidecar.redis_counter import RedisCounter
-from tests.redis_fixtures import RedisServer, TlsFiles, counter_value, eventually
+from tests.redis_fixtures import RedisServer, TlsFiles, counter_value, eventually, paced_traffic
 
 CounterFactory = Callable[..., Awaitable[RedisCounter]]
 ServerFactory = Callable[..., RedisServer]
@@ -218,3 +218,28 @@ async def test_tls_with_an_unknown_ca_is_refused(
     await eventually(lambda: counter.stats().flush_failures >= 2)
     assert counter.redis_state == "down"
     assert counter_value(server) == 0
+
+
+async def test_redis_commands_per_thousand_increments_at_steady_rate(
+    redis_server: RedisServer, counter_factory: CounterFactory
+) -> None:
+    """Batching: at 1,000 increments/s and the default 0.2 s interval, ~5 calls per 1,000."""
+    counter = await counter_factory(redis_url=redis_server.url, flush_interval=0.2)
+    counter.incr()
+    await eventually(lambda: counter_value(redis_server) == 1)
+    with redis_server.client() as client:
+        client.config_resetstat()
+    await paced_traffic([counter], 3000, 3.0)
+    await eventually(lambda: counter.pending == 0)
+    with redis_server.client() as client:
+        stats = client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    for ours in ("config|resetstat", "config", "info", "hello"):
+        calls.pop(ours, None)
+    # commandstats also counts what scripts run inside Redis; round trips are the EVALSHAs
+    round_trips = calls.get("evalsha", 0) / 3
+    executed = sum(calls.values()) / 3
+    print(f"per 1,000 increments: {round_trips:.1f} round trips, {executed:.1f} commands {calls}")
+    assert counter_value(redis_server) == 3001
+    assert 1 <= round_trips <= 10, calls
+    assert set(calls) <= {"evalsha", "get", "incrby", "hincrby", "set", "hget"}, calls
