@@ -27,9 +27,14 @@ def _is_loopback(host: str | None) -> bool:
     if host is None:
         return False
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    # On a dual-stack listener an IPv4 client shows as ::ffff:a.b.c.d, which Python < 3.13
+    # does not call loopback.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 class AdminState:
