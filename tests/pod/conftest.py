@@ -164,7 +164,10 @@ def start_stack(rendered: list[dict[str, Any]]) -> Generator[Stack, None, None]:
             hosts=hosts,
         )
         startup = pod.start()
-        key = env_value(pod.container(SIDECAR), "STREAMPROXY_COUNTER_KEY")
+        sidecar = pod.container(SIDECAR)
+        # Like `kubectl wait --for=condition=Ready`: the tests start from a Ready pod.
+        wait_probe(pod, sidecar, sidecar["readinessProbe"], budget=30)
+        key = env_value(sidecar, "STREAMPROXY_COUNTER_KEY")
     except BaseException:
         _failure_dumps.append(f"pod tier run {run_id} did not start; container states and logs:")
         for started in (pod, redis):

@@ -202,6 +202,32 @@ def test_containers_run_non_root_read_only_without_capabilities(
     assert "Read-only file system" in probe.stderr
 
 
+def test_redis_outage_neither_fails_readiness_nor_loses_counts(stack: Stack) -> None:
+    spec = stack.sidecar_spec()
+    before = wait_settled(stack)
+    redis = stack.redis.container_name(REDIS)
+    port = stack.proxy_port()
+    sent = 30
+    docker("pause", redis)  # frozen: connections hang, the worst case for a client
+    try:
+        for i in range(sent):
+            started = time.monotonic()
+            code, _, _ = request(port, "GET", f"/redis-frozen/{i}", timeout=5)
+            assert code == 200
+            assert time.monotonic() - started < 1, "proxying slowed down by a frozen Redis"
+            time.sleep(0.05)
+        result = run_probe(stack.pod, spec, spec["readinessProbe"])
+        assert result.ok, f"Redis decided readiness: {result.detail}"
+    finally:
+        docker("unpause", redis)
+    deadline = time.monotonic() + 20
+    while stack.redis_count() != before + sent and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert stack.redis_count() == before + sent, "counts lost or doubled across the outage"
+    time.sleep(1.5)
+    assert stack.redis_count() == before + sent, "counts doubled after the outage"
+
+
 # Last: this one stops the app.
 
 
