@@ -54,15 +54,18 @@ class ProxyHttpProtocol(HttpToolsProtocol):
 
     # Connection level
     def data_received(self, data: bytes) -> None:
-        if self._reading_headers:
-            self._raw_header_bytes += len(data)
-            if self._raw_header_bytes > _RAW_HEADER_LIMIT:
-                self._reject_header_section()
-                return
+        # Counted after parsing: the first read often carries headers *and* body bytes. A read
+        # is at most 256 KiB, so the parser never holds more than that of an unfinished header.
+        was_reading_headers = self._reading_headers
         try:
             super().data_received(data)
         except _HeaderSectionTooLarge:
             self._reject_header_section()
+            return
+        if was_reading_headers and self._reading_headers:
+            self._raw_header_bytes += len(data)
+            if self._raw_header_bytes > _RAW_HEADER_LIMIT:
+                self._reject_header_section()
 
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle
@@ -123,6 +126,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._reading_headers = True
+        self._raw_header_bytes = 0
         super().on_message_complete()
 
     # Track the running request's task so a disconnect can cancel it.

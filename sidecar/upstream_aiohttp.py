@@ -9,7 +9,7 @@ Its exceptions are translated to `sidecar.errors` here and nowhere else.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
 import aiohttp
 from yarl import URL
@@ -44,20 +44,33 @@ def translate(exc: BaseException) -> UpstreamError:
     return UpstreamProtocolError(f"{type(exc).__name__}: {exc}")
 
 
-class AiohttpResponse:
-    __slots__ = ("_complete", "_response", "headers", "status")
+async def _then(body: AsyncIterable[bytes], on_end: Callable[[], None]) -> AsyncIterator[bytes]:
+    async for chunk in body:
+        yield chunk
+    on_end()
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+
+class AiohttpResponse:
+    __slots__ = ("_complete", "_read_timeout", "_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse, read_timeout: float | None) -> None:
         self._response = response
         self._complete = False
+        # Set when aiohttp's own sock_read timeout is off for this response (uploads).
+        self._read_timeout = read_timeout
         self.status = response.status
         self.headers: RawHeaders = list(response.raw_headers)
 
     async def body(self) -> AsyncIterator[bytes]:
         content = self._response.content
+        read_timeout = self._read_timeout
         try:
             while True:
-                chunk = await content.readany()
+                if read_timeout is None:
+                    chunk = await content.readany()
+                else:
+                    async with asyncio.timeout(read_timeout):
+                        chunk = await content.readany()
                 if not chunk:
                     break
                 yield chunk
@@ -81,6 +94,12 @@ class AiohttpUpstreamClient:
             total=None,
             connect=settings.connect_timeout,
             sock_read=settings.read_timeout,
+        )
+        # While a request body is streaming the app is allowed to be silent: --read-timeout
+        # starts once the body has been sent (like nginx's proxy_read_timeout), so uploads run
+        # with aiohttp's sock_read off and the timeout applied here.
+        self._upload_timeout = aiohttp.ClientTimeout(
+            total=None, connect=settings.connect_timeout, sock_read=None
         )
         self._session: aiohttp.ClientSession | None = None
 
@@ -119,14 +138,15 @@ class AiohttpUpstreamClient:
         str_headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
         # aiohttp already retries idempotent methods once; a request with no body can be retried
         # safely too (nothing was streamed, and the app never answered).
-        attempts = 2 if body is None and method not in _RETRIED_BY_AIOHTTP else 1
+        if body is not None:
+            return await self._upload(method, url, str_headers, body)
+        attempts = 1 if method in _RETRIED_BY_AIOHTTP else 2
         for attempt in range(attempts):
             try:
                 response = await self.session.request(
                     method,
                     url,
                     headers=str_headers,
-                    data=body,
                     allow_redirects=False,
                     compress=None,
                     auto_decompress=False,
@@ -138,8 +158,32 @@ class AiohttpUpstreamClient:
                 raise translate(exc) from exc
             except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
                 raise translate(exc) from exc
-            return AiohttpResponse(response)
+            return AiohttpResponse(response, None)
         raise UpstreamProtocolError("unreachable")  # pragma: no cover - loop always returns/raises
+
+    async def _upload(
+        self, method: str, url: URL, headers: list[tuple[str, str]], body: AsyncIterable[bytes]
+    ) -> AiohttpResponse:
+        read_timeout = self._settings.read_timeout
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as deadline:
+                body_then_clock = _then(
+                    body, lambda: deadline.reschedule(loop.time() + read_timeout)
+                )
+                response = await self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=body_then_clock,
+                    allow_redirects=False,
+                    compress=None,
+                    auto_decompress=False,
+                    timeout=self._upload_timeout,
+                )
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            raise translate(exc) from exc
+        return AiohttpResponse(response, read_timeout)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
 import threading
@@ -110,7 +111,9 @@ def test_repeated_headers_keep_multiplicity_and_order(proxy: Proxy) -> None:
 
 
 def test_two_set_cookie_headers_stay_two(proxy: Proxy) -> None:
-    reply = raw_request(proxy.port, b"GET /cookies HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    reply = raw_request(
+        proxy.port, b"GET /cookies HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    )
     head = reply.partition(b"\r\n\r\n")[0].lower()
     assert head.count(b"\r\nset-cookie: ") == 2
     assert b"set-cookie: a=1; path=/" in head and b"set-cookie: b=2; path=/" in head
@@ -153,7 +156,9 @@ def test_hop_by_hop_response_headers_are_stripped(proxy: Proxy) -> None:
 
 
 def test_x_forwarded_headers_are_filled_in(proxy: Proxy) -> None:
-    headers = dict(httpx.get(proxy.url + "/echo", headers={"Host": "shop.example"}).json()["headers"])
+    headers = dict(
+        httpx.get(proxy.url + "/echo", headers={"Host": "shop.example"}).json()["headers"]
+    )
     assert headers["host"] == "shop.example"
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-forwarded-proto"] == "http"
@@ -261,8 +266,10 @@ def test_client_disconnect_cancels_the_upstream_request(proxy: Proxy, upstream: 
     wait_until(lambda: upstream.stats()["hanging"] == 1, 10, "the request to reach the app")
     sock.close()
     wait_until(
-        lambda: upstream.stats()["hanging"] == 0
-        and int(upstream.stats()["disconnects"]) == baseline + 1,  # type: ignore[call-overload]
+        lambda: (
+            upstream.stats()["hanging"] == 0
+            and int(upstream.stats()["disconnects"]) == baseline + 1
+        ),  # type: ignore[call-overload]
         10,
         "the app to see the upstream request cancelled",
     )
@@ -270,10 +277,8 @@ def test_client_disconnect_cancels_the_upstream_request(proxy: Proxy, upstream: 
 
 def test_proxy_serves_on_after_errors(proxy: Proxy) -> None:
     for path in ("/abort?bytes=10", "/status/500", "/echo"):
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             httpx.get(proxy.url + path)
-        except httpx.HTTPError:
-            pass
     assert httpx.get(proxy.url + "/echo").status_code == 200
 
 
@@ -371,3 +376,22 @@ def test_keep_alive_race_with_real_app_idle_timeout(
             failures += client.post(proxy.url + "/echo").status_code != 200
             time.sleep(0.25)  # spread requests across the app's idle timeout (load shape)
     assert failures == 0
+
+
+def test_read_timeout_starts_after_the_upload(proxy: Proxy) -> None:
+    # The app stays silent after reading the body: the clock starts when the body is sent.
+    response = httpx.post(proxy.url + "/silent", content=b"x" * 100_000, timeout=30)
+    assert response.status_code == 504
+    assert response.headers["x-streamproxy-error"] == "read_timeout"
+
+
+def test_slow_upload_is_not_cut_by_the_read_timeout(proxy: Proxy) -> None:
+    # An upload taking longer than --read-timeout (2 s) in total, while the app reads it.
+    def body() -> Iterator[bytes]:
+        for _ in range(6):
+            yield b"y" * 1000
+            time.sleep(0.5)  # the client's pace: part of the scenario, not synchronisation
+
+    response = httpx.post(proxy.url + "/echo", content=body(), timeout=30)
+    assert response.status_code == 200
+    assert response.json()["body_bytes"] == 6000
