@@ -68,10 +68,9 @@ def template_args(
 
 @functools.cache
 def _values_file(text: str) -> str:
-    handle = tempfile.NamedTemporaryFile(
+    with tempfile.NamedTemporaryFile(
         "w", prefix="streamproxy-values-", suffix=".json", delete=False
-    )
-    with handle:
+    ) as handle:
         handle.write(text)
     atexit.register(_unlink, handle.name)
     return handle.name

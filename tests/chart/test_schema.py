@@ -23,6 +23,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
     ({"image": {"repository": ""}}, "/image/repository"),
     ({"service": {"type": "Ingress"}}, "/service/type"),
+    ({"service": {"nodePort": 80}}, "/service/nodePort"),
     ({"app": {"port": "8080"}}, "/app/port"),
     ({"app": {"name": "streamproxy"}}, "/app/name"),
     ({"app": {"name": "Not_A_DNS_Label"}}, "/app/name"),

@@ -231,6 +231,9 @@ def test_service_targets_only_the_sidecar() -> None:
     assert service["spec"]["selector"] == {
         "app.kubernetes.io/name": "streamproxy", "app.kubernetes.io/instance": RELEASE,
     }
+    node = find(render(values={"service": {"type": "NodePort", "nodePort": 30080}}),
+                "Service", FULLNAME)
+    assert node["spec"]["ports"][0]["nodePort"] == 30080
     hidden = find(render(values={"service": {"exposeAdmin": False}}), "Service", FULLNAME)
     assert [p["targetPort"] for p in hidden["spec"]["ports"]] == [15000]
 
