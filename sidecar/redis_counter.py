@@ -157,18 +157,26 @@ class RedisCounter:
     # Flushing
 
     async def _run(self) -> None:
+        # Wake at least every REFRESH_INTERVAL (to keep the shared total fresh) but take a new
+        # batch only every flush_interval.
+        tick = min(self._flush_interval, REFRESH_INTERVAL)
+        next_batch = 0.0
         backoff = BACKOFF_MIN
         while True:
-            if await self._step(CALL_TIMEOUT):
+            now = time.monotonic()
+            due = now >= next_batch
+            if due:
+                next_batch = now + self._flush_interval
+            if await self._step(CALL_TIMEOUT, new_batch=due):
                 backoff = BACKOFF_MIN
-                await asyncio.sleep(self._flush_interval)
+                await asyncio.sleep(tick)
             else:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
-    async def _step(self, budget: float) -> bool:
+    async def _step(self, budget: float, new_batch: bool = True) -> bool:
         """One flush (or, when idle, one read of the shared total). True when Redis answered."""
-        if self._inflight is None and self._pending:
+        if self._inflight is None and self._pending and new_batch:
             # Take the pending counts as one flush; from here on they are only ever sent with
             # this sequence number, however often it has to be retried.
             self._seq += 1

@@ -243,3 +243,18 @@ async def test_redis_commands_per_thousand_increments_at_steady_rate(
     assert counter_value(redis_server) == 3001
     assert 1 <= round_trips <= 10, calls
     assert set(calls) <= {"evalsha", "get", "incrby", "hincrby", "set", "hget"}, calls
+
+
+async def test_total_stays_fresh_with_a_long_flush_interval(
+    redis_server: RedisServer, counter_factory: CounterFactory
+) -> None:
+    counter = await counter_factory(redis_url=redis_server.url, flush_interval=30)
+    await eventually(lambda: counter.redis_state == "up", what="redis up")
+    counter.incr()
+    with redis_server.client() as client:
+        client.incrby("streamproxy:requests", 5)
+    started = time.monotonic()
+    await eventually(lambda: counter._shared_total == 5, within=3, what="fresh total")
+    assert time.monotonic() - started < 1.5
+    assert await counter.total() == 6
+    assert counter.pending == 1  # not flushed before its interval
