@@ -40,6 +40,8 @@ from sidecar.websocket import WebSocketProxy
 logger = logging.getLogger("streamproxy")
 
 EXIT_BIND_ERROR = 1
+# Extra seconds uvicorn waits after --shutdown-timeout before cancelling tasks itself.
+_SHUTDOWN_BACKSTOP = 5.0
 
 
 class _Server(uvicorn.Server):
@@ -73,7 +75,8 @@ def _uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvico
         "server_header": False,
         "date_header": False,
         "timeout_keep_alive": int(settings.keepalive_timeout),
-        "timeout_graceful_shutdown": int(settings.shutdown_timeout) or None,
+        # Seconds as given: int() would turn 0.5 into 0, which uvicorn reads as "no limit".
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
         "backlog": 2048,
     }
     options.update(overrides)
@@ -103,7 +106,14 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
 
     forwarder = Forwarder(client, counter, metrics, websockets)
     proxy = _Server(
-        _uvicorn_config(forwarder, settings, http=ProxyHttpProtocol, ws="websockets-sansio")
+        _uvicorn_config(
+            forwarder,
+            settings,
+            http=ProxyHttpProtocol,
+            ws="websockets-sansio",
+            # Only a backstop: _finish_in_flight ends what is left at --shutdown-timeout.
+            timeout_graceful_shutdown=settings.shutdown_timeout + _SHUTDOWN_BACKSTOP,
+        )
     )
     admin = _Server(
         _uvicorn_config(create_admin_app(admin_state), settings, http="httptools", ws="none")
@@ -143,8 +153,7 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
         await asyncio.sleep(settings.drain_seconds)
 
     proxy.should_exit = True
-    with contextlib.suppress(Exception):
-        await proxy_task
+    await _finish_in_flight(proxy, proxy_task, settings.shutdown_timeout)
     await client.aclose()
     await websockets.aclose()
     await health.stop()
@@ -156,6 +165,28 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
         loop.remove_signal_handler(sig)
     logger.info("streamproxy stopped", extra={"exit_code": exit_code})
     return exit_code
+
+
+async def _finish_in_flight(server: _Server, task: asyncio.Task[None], within: float) -> None:
+    """Let in-flight requests finish for at most `within` seconds, then reset their connections.
+
+    uvicorn's own timeout cancels the request tasks, and the client then gets a made-up `500`
+    that looks like the app's. A reset instead ends each request as a client disconnect does:
+    the client sees the connection end, and the upstream request is released.
+    """
+    done, _ = await asyncio.wait({task}, timeout=within)
+    if not done:
+        connections = list(server.server_state.connections)
+        logger.warning(
+            "shutdown timeout: resetting in-flight connections",
+            extra={"connections": len(connections)},
+        )
+        for connection in connections:
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+    with contextlib.suppress(Exception):
+        await task
 
 
 def run(settings: Settings) -> int:
