@@ -88,8 +88,15 @@ build_redis() {
     log "building $REDIS_TAG from $BASE_TAG"
     # --network host: the build reaches the Debian mirror the way the host does (the engine
     # may run without NAT).
-    $DOCKER build --network host --build-arg "BASE_IMAGE=$BASE_TAG" -t "$REDIS_TAG" \
-        -f "$here/../tests/pod/redis.Dockerfile" "$here/../tests/pod" >&2
+    local buildlog
+    buildlog="$(mktemp)"
+    if ! $DOCKER build --network host --build-arg "BASE_IMAGE=$BASE_TAG" -t "$REDIS_TAG" \
+        -f "$here/../tests/pod/redis.Dockerfile" "$here/../tests/pod" >"$buildlog" 2>&1; then
+        tail -n 30 "$buildlog" >&2
+        rm -f "$buildlog"
+        return 1
+    fi
+    rm -f "$buildlog"
 }
 
 case "${1:-all}" in

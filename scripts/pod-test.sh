@@ -116,4 +116,4 @@ size="$($DOCKER image inspect -f '{{.Size}}' "$IMAGE")"
 log "image $IMAGE: $((size / 1000000)) MB ($size bytes), built after $((SECONDS - START))s"
 export STREAMPROXY_POD_IMAGE="$IMAGE"
 
-"$PYTHON" -m pytest tests/pod -p no:cacheprovider -o addopts="" --strict-markers -ra -v "$@"
+"$PYTHON" -m pytest tests/pod -p no:cacheprovider -o addopts="" --strict-markers --strict-config -ra -v "$@"
