@@ -1,0 +1,257 @@
+"""One HTTP/1.1 connection to the app: an asyncio Protocol feeding httptools' response parser.
+
+A connection carries one exchange at a time (no pipelining). The parser callbacks fill the
+exchange state below; the consumer (`sidecar.upstream_h1`) waits on `wait()` and reads it.
+Body chunks queue up to `HIGH_WATER` bytes, then the socket stops being read until the consumer
+has caught up, so a slow client slows the app instead of growing our memory.
+
+Responses that httptools cannot frame alone: a response to HEAD ends with its headers (a fresh
+parser is used for the next exchange), and a body without Content-Length or chunked framing
+ends when the app closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import cast
+
+import httptools
+
+from sidecar.errors import UpstreamProtocolError, UpstreamReadTimeout
+from sidecar.types import RawHeaders
+
+# Unread response body bytes past which the socket stops being read.
+HIGH_WATER = 512 * 1024
+LOW_WATER = 128 * 1024
+
+
+class ConnectionClosed(UpstreamProtocolError):
+    """The app closed (or reset) the connection before the response ended."""
+
+
+class H1Connection(asyncio.Protocol):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        read_timeout: float,
+        on_lost: Callable[[H1Connection], None],
+    ) -> None:
+        self.loop = loop
+        self.read_timeout = read_timeout
+        self._on_lost = on_lost
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
+        self.parser = httptools.HttpResponseParser(self)
+        self._fresh_parser_needed = False
+
+        # Connection state
+        self.closed = False
+        self.counted = False  # holds one of the pool's slots until connection_lost
+        self.sending = False  # a request body is still being streamed
+        self.reused = False  # an exchange completed on it before the current one
+        self.idle = False
+        self.idle_since = 0.0
+        self.writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+        # Exchange state
+        self.head_only = False
+        self.status = 0
+        self.headers: RawHeaders = []
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = True
+        self.got_bytes = False
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.reading_paused = False
+        self.error: BaseException | None = None
+        self._framed = False  # Content-Length or Transfer-Encoding seen
+        self._interim = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._last_data = 0.0
+
+    # Exchange control (called by the client)
+
+    def begin(self, head_only: bool) -> None:
+        if self._fresh_parser_needed:
+            self.parser = httptools.HttpResponseParser(self)
+            self._fresh_parser_needed = False
+        self.idle = False
+        self.head_only = head_only
+        self.status = 0
+        self.headers = []
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = True
+        self.got_bytes = False
+        self.chunks.clear()
+        self.buffered = 0
+        self.error = None
+        self._framed = False
+        self._interim = False
+
+    async def wait(self) -> None:
+        """Wait for parser progress; UpstreamReadTimeout after read_timeout of silence."""
+        waiter = self.loop.create_future()
+        self._waiter = waiter
+        self._last_data = self.loop.time()
+        timer = self.loop.call_later(self.read_timeout, self._check_timeout, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _check_timeout(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():
+            return
+        remaining = self._last_data + self.read_timeout - self.loop.time()
+        if self.sending:
+            # The app may rightly wait for the rest of a slow upload before it answers.
+            remaining = self.read_timeout
+        if remaining > 0.001:
+            # Bytes arrived that did not complete a step yet (a slow header section).
+            self.loop.call_later(remaining, self._check_timeout, waiter)
+            return
+        waiter.set_exception(UpstreamReadTimeout(f"no response bytes for {self.read_timeout:g}s"))
+
+    def touch(self) -> None:
+        """Restart the silence clock (the request body just ended)."""
+        self._last_data = self.loop.time()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def fail(self, error: BaseException) -> None:
+        """End the exchange with `error` and drop the connection."""
+        if self.error is None:
+            self.error = error
+        self._wake()
+        self.abort()
+
+    def take(self) -> bytes:
+        chunk = self.chunks.popleft()
+        self.buffered -= len(chunk)
+        if self.reading_paused and self.buffered <= LOW_WATER:
+            self.reading_paused = False
+            if not self.closed:
+                self.transport.resume_reading()
+        return chunk
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    async def drain(self) -> None:
+        if self.writing_paused and not self.closed:
+            waiter = self.loop.create_future()
+            self._drain_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only duck-typed ones.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle:
+            # Bytes nobody asked for: the connection cannot be trusted for the next request.
+            self.abort()
+            return
+        self.got_bytes = True
+        self._last_data = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail(UpstreamProtocolError("unexpected protocol upgrade"))
+        except httptools.HttpParserError as exc:
+            self.fail(UpstreamProtocolError(f"invalid response: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost settles the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.idle and not self.complete and self.error is None:
+            if self.headers_done and not self._framed and not self.head_only:
+                self.complete = True  # body delimited by the end of the connection
+            elif self.headers_done:
+                self.error = ConnectionClosed("the app closed the connection mid-body")
+            else:
+                self.error = ConnectionClosed("the app closed the connection before responding")
+        self._wake()
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        self._on_lost(self)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.keep_alive = False  # a second response nobody asked for
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"connection":
+            if b"close" in value.lower():
+                self.keep_alive = False
+        elif name == b"content-length" or name == b"transfer-encoding":
+            self._framed = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # Interim response (100 Continue, 103 Early Hints): skip it, wait for the real one.
+            self.headers = []
+            self._framed = False
+            self._interim = True
+            return
+        self.status = status
+        self.headers_done = True
+        if self.parser.get_http_version() != "1.1":
+            self.keep_alive = False
+        if self.head_only:
+            self.complete = True
+            self._fresh_parser_needed = True  # httptools would wait for a HEAD "body"
+        elif not self._framed and status != 204 and status != 304:
+            self.keep_alive = False  # body runs until the app closes the connection
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:
+            self.keep_alive = False  # bytes after a HEAD response
+            return
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > HIGH_WATER and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if not self.head_only:
+            self.complete = True
+            self._wake()

@@ -1,0 +1,399 @@
+"""`H1UpstreamClient`: a lean HTTP/1.1 connection pool to the app on asyncio protocols.
+
+The `UpstreamClient` of the hot path (see `sidecar.upstream` for the rules it follows). One
+pool to one host:port; each connection is an `H1Connection` (httptools parser, one exchange at a
+time). Per request: take the newest idle connection (LIFO keeps few connections warm), write the
+head in one `write()`, stream the body from a task (so an early response is seen), wait for the
+headers; the body is then pulled chunk by chunk by the caller.
+
+A connection goes back to the pool only when the response ended cleanly, the request body was
+sent completely and neither side said `Connection: close`; in every other case (error, timeout,
+cancellation, `aclose()` before the end) it is aborted. Idle connections are dropped after
+`upstream_keepalive` seconds; at most `upstream_pool_size` connections exist at once (waiting for
+one is bounded by `connect_timeout`).
+
+Keep-alive race: when a reused connection is closed by the app before any response byte, the
+request is sent again once on a new connection, provided the body is empty, untouched, or was a
+single chunk already pulled (kept in memory to replay it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator
+
+from sidecar.errors import (
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from sidecar.h1_connection import ConnectionClosed, H1Connection
+from sidecar.settings import Settings
+from sidecar.types import RawHeaders
+
+_METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_SPECIAL = (b"content-length", b"transfer-encoding", b"connection")
+
+
+def encode_head(
+    method: str, target: bytes, headers: RawHeaders, has_body: bool
+) -> tuple[bytes, bool, bool]:
+    """The request head, headers as given; returns (head, chunk-encode the body?, close after?)."""
+    if not target or b" " in target or b"\r" in target or b"\n" in target or b"\0" in target:
+        raise UpstreamProtocolError(f"invalid request target {target[:64]!r}")
+    method_bytes = _METHODS.get(method) or method.encode("ascii")
+    parts = [method_bytes, b" ", target, b" HTTP/1.1\r\n"]
+    framed = chunked = close = False
+    for name, value in headers:
+        if len(name) in (10, 14, 17) and (lowered := name.lower()) in _SPECIAL:
+            if lowered == b"connection":
+                close = close or b"close" in value.lower()
+            else:
+                framed = True
+                chunked = chunked or (
+                    lowered == b"transfer-encoding" and b"chunked" in value.lower()
+                )
+        parts += (name, b": ", value, b"\r\n")
+    if not framed:
+        if has_body:
+            parts.append(b"transfer-encoding: chunked\r\n")
+            chunked = True
+        elif method in _BODY_METHODS:
+            parts.append(b"content-length: 0\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked, close
+
+
+class _Retry(Exception):
+    def __init__(self, body: AsyncIterable[bytes] | None) -> None:
+        self.body = body
+
+
+async def _replay(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    yield first
+    if rest is not None:
+        async for chunk in rest:
+            yield chunk
+
+
+class _BodySender:
+    """Streams the request body; remembers enough to tell whether it can be replayed."""
+
+    __slots__ = ("chunked", "conn", "exhausted", "first", "iterator", "pulled", "pulling", "task")
+
+    def __init__(self, conn: H1Connection, body: AsyncIterable[bytes], chunked: bool) -> None:
+        self.conn = conn
+        self.iterator = aiter(body)
+        self.chunked = chunked
+        self.pulled = 0
+        self.pulling = False
+        self.exhausted = False
+        self.first: bytes | None = None
+        self.task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        conn = self.conn
+        conn.sending = True
+        try:
+            while not conn.closed:
+                self.pulling = True
+                try:
+                    chunk = await anext(self.iterator)
+                except StopAsyncIteration:
+                    self.exhausted = True
+                    break
+                finally:
+                    self.pulling = False
+                self.pulled += 1
+                self.first = chunk if self.pulled == 1 else None
+                if conn.closed or not chunk:
+                    continue
+                if self.chunked:
+                    conn.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                else:
+                    conn.transport.write(chunk)
+                await conn.drain()
+            if self.exhausted and self.chunked and not conn.closed:
+                conn.transport.write(b"0\r\n\r\n")
+        except Exception as exc:  # the caller's body iterator failed: the request is incomplete
+            conn.fail(exc)
+        finally:
+            conn.sending = False
+            conn.touch()
+
+    def replayable(self) -> AsyncIterable[bytes] | None:
+        if self.pulling:
+            return None  # cancelling would close the caller's generator mid-pull
+        if self.pulled == 0:
+            return self.iterator
+        if self.pulled == 1 and self.first is not None:
+            return _replay(self.first, None if self.exhausted else self.iterator)
+        return None
+
+    @property
+    def done_cleanly(self) -> bool:
+        return self.task.done() and self.exhausted and not self.task.cancelled()
+
+
+class H1Response:
+    __slots__ = ("_client", "_conn", "_sender", "headers", "status")
+
+    def __init__(self, client: H1UpstreamClient, conn: H1Connection, sender: _BodySender | None):
+        self.status = conn.status
+        self.headers = conn.headers
+        self._client = client
+        self._conn: H1Connection | None = conn
+        self._sender = sender
+
+    def body(self) -> AsyncIterator[bytes]:
+        return self
+
+    def __aiter__(self) -> H1Response:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            raise StopAsyncIteration
+        while True:
+            if conn.chunks:
+                chunk = conn.take()
+                if conn.complete and not conn.chunks:
+                    self._finish()  # the connection can serve the next request already
+                return chunk
+            if conn.complete:
+                self._finish()
+                raise StopAsyncIteration
+            error = conn.error
+            if error is not None:
+                self._finish()
+                if isinstance(error, UpstreamError):
+                    raise error
+                raise UpstreamProtocolError(f"request body failed: {error!r}") from error
+            try:
+                await conn.wait()
+            except BaseException:
+                self._finish()
+                raise
+
+    async def aclose(self) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        sender = self._sender
+        reusable = conn.complete and conn.keep_alive and conn.error is None and not conn.closed
+        if sender is not None and not sender.done_cleanly:
+            reusable = False
+            sender.task.cancel()
+        self._client._release(conn, reusable)
+
+
+class H1UpstreamClient:
+    def __init__(self, settings: Settings) -> None:
+        self._host = settings.upstream_host
+        self._port = settings.upstream_port
+        self._connect_timeout = settings.connect_timeout
+        self._read_timeout = settings.read_timeout
+        self._keepalive = settings.upstream_keepalive
+        self._size = settings.upstream_pool_size
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle: deque[H1Connection] = deque()
+        self._count = 0  # connections open or being opened
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    # UpstreamClient
+
+    async def request(
+        self,
+        method: str,
+        target: bytes,
+        headers: RawHeaders,
+        body: AsyncIterable[bytes] | None,
+    ) -> H1Response:
+        head, chunked, close = encode_head(method, target, headers, body is not None)
+        head_only = method == "HEAD"
+        conn = await self._acquire(fresh=False)
+        try:
+            return await self._exchange(conn, head, head_only, close, body, chunked, True)
+        except _Retry as retry:
+            conn = await self._acquire(fresh=True)
+            return await self._exchange(conn, head, head_only, close, retry.body, chunked, False)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        while self._idle:
+            self._idle.pop().abort()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    @property
+    def connections(self) -> int:
+        """Connections open (idle or busy) or being opened."""
+        return self._count
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+    # One exchange
+
+    async def _exchange(
+        self,
+        conn: H1Connection,
+        head: bytes,
+        head_only: bool,
+        close: bool,
+        body: AsyncIterable[bytes] | None,
+        chunked: bool,
+        may_retry: bool,
+    ) -> H1Response:
+        conn.begin(head_only)
+        if close:
+            conn.keep_alive = False
+        sender: _BodySender | None = None
+        try:
+            if conn.closed:
+                raise ConnectionClosed("the app closed the connection before responding")
+            conn.transport.write(head)
+            if body is not None:
+                sender = _BodySender(conn, body, chunked)
+            while not conn.headers_done:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait()
+        except BaseException as exc:
+            replay: AsyncIterable[bytes] | None = None
+            retry = may_retry and isinstance(exc, ConnectionClosed)
+            retry = retry and conn.reused and not conn.got_bytes
+            if retry and sender is not None:
+                replay = sender.replayable()
+                retry = replay is not None
+            if sender is not None:
+                sender.task.cancel()
+            self._release(conn, False)
+            if retry:
+                raise _Retry(replay) from exc
+            raise
+        return H1Response(self, conn, sender)
+
+    # The pool
+
+    async def _acquire(self, fresh: bool) -> H1Connection:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise UpstreamConnectError("the upstream client is closed")
+            idle = self._idle
+            if idle and not fresh:
+                expired = loop.time() - self._keepalive
+                while idle:
+                    conn = idle.pop()
+                    if conn.closed:
+                        continue
+                    if conn.idle_since < expired:
+                        conn.abort()
+                        while idle:  # older ones: expired too
+                            idle.pop().abort()
+                        break
+                    conn.idle = False
+                    return conn
+            if self._count < self._size:
+                self._count += 1
+                try:
+                    return await self._connect(loop)
+                except BaseException:
+                    self._count -= 1
+                    self._wake_waiter()
+                    raise
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await waiter
+            except TimeoutError:
+                raise UpstreamConnectTimeout(
+                    f"all {self._size} upstream connections busy for {self._connect_timeout:g}s"
+                ) from None
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> H1Connection:
+        def factory() -> H1Connection:
+            return H1Connection(loop, self._read_timeout, self._on_lost)
+
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, conn = await loop.create_connection(factory, self._host, self._port)
+        except TimeoutError:
+            raise UpstreamConnectTimeout(
+                f"no connection to {self._host}:{self._port} in {self._connect_timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise UpstreamConnectError(f"{self._host}:{self._port}: {exc}") from None
+        if conn.closed:
+            raise UpstreamConnectError(f"{self._host}:{self._port}: closed on connect")
+        conn.counted = True
+        return conn
+
+    def _release(self, conn: H1Connection, reusable: bool) -> None:
+        if not reusable or self._closed or conn.closed:
+            conn.abort()
+            return
+        loop = self._loop
+        assert loop is not None
+        conn.reused = True
+        conn.idle = True
+        conn.idle_since = loop.time()
+        self._idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._keepalive, self._sweep)
+        if self._waiters:
+            self._wake_waiter()
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        idle = self._idle
+        if self._loop is None or not idle:
+            return
+        expired = self._loop.time() - self._keepalive
+        while idle and idle[0].idle_since <= expired:
+            idle.popleft().abort()
+        if idle:
+            next_expiry = idle[0].idle_since + self._keepalive - self._loop.time()
+            self._sweeper = self._loop.call_later(max(next_expiry, 0.01), self._sweep)
+
+    def _on_lost(self, conn: H1Connection) -> None:
+        if not conn.counted:
+            return
+        conn.counted = False
+        self._count -= 1
+        if conn.idle:
+            with contextlib.suppress(ValueError):  # already taken out by _acquire or _sweep
+                self._idle.remove(conn)
+        self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
