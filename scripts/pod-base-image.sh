@@ -51,7 +51,7 @@ build_base() {
     # shellcheck disable=SC2064  # expand now: the trap must remove this very directory
     trap "rm -rf '$rootfs'" RETURN
     log "debootstrap $SUITE from $mirror into $rootfs"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    timeout 900 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
         "$SUITE" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
         tail -n 30 "$rootfs.log" >&2
         rm -f "$rootfs.log"

@@ -107,7 +107,7 @@ fi
 build_args=(build --network host --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE")
 [[ -s "$CA_BUNDLE" ]] && build_args+=(--secret "id=ca,src=$CA_BUNDLE")
 log "building $IMAGE on $BASE"
-if ! $DOCKER "${build_args[@]}" . >"$STATE/build.log" 2>&1; then
+if ! timeout 900 $DOCKER "${build_args[@]}" . >"$STATE/build.log" 2>&1; then
     tail -n 40 "$STATE/build.log" >&2
     log "image build failed"
     exit 1
