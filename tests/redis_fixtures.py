@@ -496,41 +496,41 @@ CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
                 "--cluster-config-file", "nodes.conf"]  # fmt: skip
 
 
-def start_cluster(factory: ServerFactory, masters: int = 3) -> ClusterSetup:
-    nodes = [factory(port=free_cluster_port(), extra_args=CLUSTER_ARGS) for _ in range(masters)]
-    cli = find_redis_cli(nodes[0].binary)
+def start_cluster(
+    factory: ServerFactory, masters: int = 3, replicas: int = 0, use_cli: bool = True
+) -> ClusterSetup:
+    """A cluster of `masters` masters with `replicas` replicas each, all on loopback.
+
+    Built with `redis-cli --cluster create` when a redis-cli is at hand, else by hand with
+    CLUSTER ADDSLOTS / MEET / REPLICATE.
+    """
+    count = masters * (1 + replicas)
+    nodes = [factory(port=free_cluster_port(), extra_args=CLUSTER_ARGS) for _ in range(count)]
+    cli = find_redis_cli(nodes[0].binary) if use_cli else None
     if cli:
+        addresses = [n.address for n in nodes]
         subprocess.run(
-            [
-                cli,
-                "--cluster",
-                "create",
-                *(n.address for n in nodes),
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-    else:  # no redis-cli anywhere: assign slots and introduce the nodes by hand
-        share = 16384 // masters
-        for index, node in enumerate(nodes):
-            first = index * share
-            last = 16383 if index == masters - 1 else first + share - 1
-            with node.client() as client:
-                client.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
-        with nodes[0].client() as client:
-            for node in nodes[1:]:
-                client.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas),
+             "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    else:
+        _create_cluster_by_hand(nodes[:masters], nodes[masters:])
 
     def all_ok() -> bool:
         for node in nodes:
             with node.client() as client:
                 info = client.execute_command("CLUSTER", "INFO")
                 text = info.decode() if isinstance(info, bytes) else str(info)
-                if "cluster_state:ok" not in text or f"cluster_known_nodes:{masters}" not in text:
+                if "cluster_state:ok" not in text or f"cluster_known_nodes:{count}" not in text:
+                    return False
+                replication = client.info("replication")
+                if replication["role"] != "master":
+                    if replication["master_link_status"] != "up":
+                        return False
+                    continue
+                myid = client.execute_command("CLUSTER", "MYID")
+                if len(client.execute_command("CLUSTER", "REPLICAS", myid)) != replicas:
                     return False
         return True
 
@@ -538,9 +538,44 @@ def start_cluster(factory: ServerFactory, masters: int = 3) -> ClusterSetup:
     return ClusterSetup(nodes)
 
 
+def _create_cluster_by_hand(masters: list[RedisServer], replicas: list[RedisServer]) -> None:
+    share = 16384 // len(masters)
+    for index, node in enumerate(masters):
+        first = index * share
+        last = 16383 if index == len(masters) - 1 else first + share - 1
+        with node.client() as client:
+            client.execute_command("CLUSTER", "ADDSLOTS", *range(first, last + 1))
+    with masters[0].client() as client:
+        for node in [*masters[1:], *replicas]:
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
+    if not replicas:
+        return
+    total = len(masters) + len(replicas)
+
+    def replica_knows_all(node: RedisServer) -> bool:
+        with node.client() as client:
+            text = client.execute_command("CLUSTER", "INFO").decode()
+            return f"cluster_known_nodes:{total}" in text
+
+    for index, node in enumerate(replicas):
+        master = masters[index % len(masters)]
+        wait_until(lambda n=node: replica_knows_all(n), 30, "the replica to know every node")  # type: ignore[misc]
+        with master.client() as client:
+            master_id = client.execute_command("CLUSTER", "MYID").decode()
+        with node.client() as client:
+            client.execute_command("CLUSTER", "REPLICATE", master_id)
+
+
 @pytest.fixture
 def redis_cluster(redis_server_factory: ServerFactory) -> ClusterSetup:
+    """Three masters, no replicas."""
     return start_cluster(redis_server_factory)
+
+
+@pytest.fixture
+def redis_cluster_with_replicas(redis_server_factory: ServerFactory) -> ClusterSetup:
+    """Three masters with one replica each."""
+    return start_cluster(redis_server_factory, replicas=1)
 
 
 # Counters under test

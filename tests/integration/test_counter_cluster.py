@@ -82,6 +82,7 @@ async def test_cluster_slot_moved_mid_traffic_is_exact(
     moved = await asyncio.to_thread(move_slot, redis_cluster, slot, source, target)
     assert moved == 3  # counter, marker, per-pod hash
     assert owner_of(redis_cluster, slot) is target
+    assert not load.done(), "the move should happen mid-traffic"
     await load
     await eventually(lambda: counter.pending == 0, within=15, what="flushed after the move")
     with target.client() as client:
@@ -89,3 +90,32 @@ async def test_cluster_slot_moved_mid_traffic_is_exact(
     with source.client() as client, pytest.raises(redis.exceptions.MovedError):
         client.get(KEY)
     assert counter.redis_state == "up"
+
+
+def replica_of(cluster: ClusterSetup, master: RedisServer) -> RedisServer:
+    with master.client() as client:
+        lines = client.execute_command("CLUSTER", "REPLICAS", node_id(master))
+    port = int(lines[0].decode().split()[1].split("@")[0].rsplit(":", 1)[1])
+    return next(n for n in cluster.nodes if n.port == port)
+
+
+async def test_cluster_failover_mid_traffic_is_exact(
+    redis_cluster_with_replicas: ClusterSetup, counter_factory: CounterFactory
+) -> None:
+    cluster = redis_cluster_with_replicas
+    counter = await counter_factory(redis_url=cluster.url, redis_cluster=True)
+    load = asyncio.create_task(paced_traffic([counter], 3000, 3.0))
+    await eventually(lambda: cluster_value(cluster) > 0, what="first flushes")
+    slot = key_slot(KEY.encode())
+    old_master = owner_of(cluster, slot)
+    replica = replica_of(cluster, old_master)
+    with replica.client() as client:
+        client.execute_command("CLUSTER", "FAILOVER")  # coordinated: no acknowledged write lost
+    await eventually(lambda: owner_of(cluster, slot) is replica, within=20, what="promotion")
+    assert not load.done(), "the failover should happen mid-traffic"
+    await load
+    await eventually(lambda: counter.pending == 0, within=15, what="flushed after failover")
+    with replica.client() as client:
+        assert client.get(KEY) == b"3000"
+    await eventually(lambda: cluster_value(cluster) == 3000, within=5)
+    assert counter.stats().flushes > 0
