@@ -46,6 +46,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         # Per-request guards
         self._reading_headers = True
+        self._message_boundaries = 0
         self._raw_header_bytes = 0
         self._header_bytes = 0
         self._header_too_large = False
@@ -57,12 +58,18 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         # Counted after parsing: the first read often carries headers *and* body bytes. A read
         # is at most 256 KiB, so the parser never holds more than that of an unfinished header.
         was_reading_headers = self._reading_headers
+        boundaries_seen = self._message_boundaries
         try:
             super().data_received(data)
         except _HeaderSectionTooLarge:
             self._reject_header_section()
             return
-        if was_reading_headers and self._reading_headers:
+        # Only a read that crossed no message boundary belongs wholly to an unfinished header.
+        if (
+            was_reading_headers
+            and self._reading_headers
+            and boundaries_seen == self._message_boundaries
+        ):
             self._raw_header_bytes += len(data)
             if self._raw_header_bytes > _RAW_HEADER_LIMIT:
                 self._reject_header_section()
@@ -121,11 +128,13 @@ class ProxyHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_headers = False
+        self._message_boundaries += 1
         self._raw_header_bytes = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._reading_headers = True
+        self._message_boundaries += 1
         self._raw_header_bytes = 0
         super().on_message_complete()
 

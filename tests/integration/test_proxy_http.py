@@ -395,3 +395,26 @@ def test_slow_upload_is_not_cut_by_the_read_timeout(proxy: Proxy) -> None:
     response = httpx.post(proxy.url + "/echo", content=body(), timeout=30)
     assert response.status_code == 200
     assert response.json()["body_bytes"] == 6000
+
+
+@pytest.mark.parametrize("size", [1, 65_535, 65_536, 100_000, 1_000_000])
+def test_content_length_bodies_of_any_size_in_one_write(proxy: Proxy, size: int) -> None:
+    # Headers and the whole body in one segment: the header-size guard must not count body bytes.
+    for _ in range(3):
+        reply = raw_request(
+            proxy.port,
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\n"
+            + f"Content-Length: {size}\r\n\r\n".encode()
+            + b"b" * size,
+        )
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), reply[:100]
+        assert httpx.Response(200, content=body).json()["body_bytes"] == size
+
+
+def test_bodies_after_a_timed_out_request_on_a_kept_alive_client(proxy: Proxy) -> None:
+    with httpx.Client(timeout=30) as client:
+        for _ in range(3):
+            assert client.post(proxy.url + "/silent", content=b"s" * 100_000).status_code == 504
+            echoed = client.post(proxy.url + "/echo", content=b"e" * 1_000_000).json()
+            assert echoed["body_bytes"] == 1_000_000
