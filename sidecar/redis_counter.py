@@ -188,7 +188,9 @@ class RedisCounter:
                     await self._flush(*self._inflight)
                 elif time.monotonic() - self._last_contact >= REFRESH_INTERVAL:
                     await self._read()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except Exception as exc:
+            # Redis errors, socket errors, timeouts — and anything unexpected from the client
+            # library during a failover: the flush task must survive all of them.
             if self._inflight is not None:
                 self._flush_failures += 1
             self._mark_down(exc)
