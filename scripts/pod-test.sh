@@ -68,15 +68,15 @@ available() {
     timeout 120 $DOCKER pull -q "$1" >/dev/null 2>&1
 }
 
-"$ROOT/scripts/install-tools.sh" >/dev/null
-export HELM="$ROOT/.tools/bin/helm"
-
 rc=0
 engine_env="$("$ROOT/scripts/pod-engine.sh" start "$STATE")" || rc=$?
 [[ $rc == 3 ]] && skip "no container engine can start here"
 [[ $rc == 0 ]] || exit "$rc"
 eval "$engine_env"
 export DOCKER DOCKER_BUILDKIT
+
+"$ROOT/scripts/install-tools.sh" >/dev/null
+export HELM="$ROOT/.tools/bin/helm"
 
 # Base image for the Dockerfile.
 if [[ -n "${STREAMPROXY_POD_BASE:-}" ]]; then

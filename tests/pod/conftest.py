@@ -65,8 +65,8 @@ def engine() -> None:
             unavailable(f"image {image} is not built")
 
 
-@pytest.fixture(scope="session")
-def rendered(engine: None) -> list[dict[str, Any]]:
+def render(extra: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """`helm template` of the chart with our images (and `extra` values)."""
     helm = os.environ.get("HELM") or str(ROOT / ".tools" / "bin" / "helm")
     if not os.access(helm, os.X_OK):
         helm = shutil.which("helm") or ""
@@ -74,18 +74,19 @@ def rendered(engine: None) -> list[dict[str, Any]]:
         unavailable("helm not found in .tools/bin or PATH (scripts/install-tools.sh)")
     repo, tag = split_image(IMAGE)
     redis_repo, redis_tag = split_image(REDIS_IMAGE)
-    return render_chart(
-        helm,
-        str(CHART),
-        RELEASE,
-        NAMESPACE,
-        {
-            "image.repository": repo,
-            "image.tag": tag,
-            "redis.server.image.repository": redis_repo,
-            "redis.server.image.tag": redis_tag,
-        },
-    )
+    values = {
+        "image.repository": repo,
+        "image.tag": tag,
+        "redis.server.image.repository": redis_repo,
+        "redis.server.image.tag": redis_tag,
+        **(extra or {}),
+    }
+    return render_chart(helm, str(CHART), RELEASE, NAMESPACE, values)
+
+
+@pytest.fixture(scope="session")
+def rendered(engine: None) -> list[dict[str, Any]]:
+    return render()
 
 
 @dataclass
@@ -199,3 +200,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("pod tier: container logs")
         for dump in _failure_dumps:
             terminalreporter.write_line(dump)
+
+
+@pytest.fixture
+def fresh_stack(rendered: list[dict[str, Any]], request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """A pod of its own, for a test that ends it."""
+    failed_before = request.session.testsfailed
+    gen = start_stack(rendered)
+    current = next(gen)
+    yield current
+    if request.session.testsfailed > failed_before:
+        _failure_dumps.append(current.pod.logs())
+        _failure_dumps.append(current.redis.logs())
+    gen.close()

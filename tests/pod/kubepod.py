@@ -74,7 +74,8 @@ def engine_problem() -> str | None:
     except subprocess.TimeoutExpired:
         return "the container engine does not answer"
     if proc.returncode != 0:
-        return f"no container engine answers: {proc.stderr.strip().splitlines()[-1:]}"
+        lines = proc.stderr.strip().splitlines()
+        return "no container engine answers" + (f" ({lines[-1]})" if lines else "")
     return None
 
 

@@ -1,4 +1,5 @@
-"""SIGTERM to the sidecar of a fresh pod: readiness drops at once, it drains, exits 0 in time."""
+"""Ending the pod: SIGTERM to the sidecar, and pod deletion in the kubelet's order. Each test gets
+a fresh pod."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ class SlowDownload(threading.Thread):
             conn.close()
 
 
-def test_sigterm_drains_then_exits_zero_with_every_count_flushed(stack: Stack) -> None:
+def test_sigterm_drains_then_exits_zero_with_every_count_flushed(fresh_stack: Stack) -> None:
+    stack = fresh_stack
     spec = stack.sidecar_spec()
     drain = float(env_value(spec, "STREAMPROXY_DRAIN_SECONDS"))
     shutdown = float(env_value(spec, "STREAMPROXY_SHUTDOWN_TIMEOUT"))
@@ -97,3 +99,50 @@ def test_sigterm_drains_then_exits_zero_with_every_count_flushed(stack: Stack) -
 
     # Pending counts were flushed before exit: before, the in-flight one, the drained ones.
     assert stack.redis_count() == before + 1 + 1 + served
+
+
+def test_pod_deletion_in_kubelet_order_ends_within_the_grace_period(fresh_stack: Stack) -> None:
+    """Native sidecars stop last: the app's preStop hook, SIGTERM to the app, and only once it
+    has exited, SIGTERM to the sidecar. All of it must fit in terminationGracePeriodSeconds, or
+    the kubelet SIGKILLs (exit 137)."""
+    stack = fresh_stack
+    pod = stack.pod
+    grace = float(pod.spec.get("terminationGracePeriodSeconds", 30))
+    proxy = stack.proxy_port()
+    before = stack.redis_count()
+    started = time.monotonic()
+    served = 0
+    for c in pod.spec.get("containers", []):
+        hook = c.get("lifecycle", {}).get("preStop")
+        if hook:
+            assert "exec" in hook, f"{c['name']}: only exec preStop hooks are run here"
+            runner = threading.Thread(
+                target=pod.exec,
+                args=(c["name"], *hook["exec"]["command"]),
+                kwargs={"timeout": grace},
+                daemon=True,
+            )
+            runner.start()
+            # Endpoints lag behind the deletion: traffic still arrives during the hook.
+            while runner.is_alive():
+                assert request(proxy, "GET", f"/pre-stop/{served}")[0] == 200
+                served += 1
+                runner.join(0.25)
+        docker("kill", "--signal", "TERM", pod.container_name(c["name"]))
+    for c in pod.spec.get("containers", []):
+        while pod.state(c["name"])["Running"]:
+            assert time.monotonic() - started < grace, f"{c['name']} still running at the grace end"
+            time.sleep(0.2)
+    sidecars = [c for c in pod.spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
+    for c in reversed(sidecars):
+        docker("kill", "--signal", "TERM", pod.container_name(c["name"]))
+        while pod.state(c["name"])["Running"]:
+            assert time.monotonic() - started < grace, f"{c['name']} still running at the grace end"
+            time.sleep(0.2)
+    took = time.monotonic() - started
+    for c in [*pod.spec.get("containers", []), *sidecars]:
+        state = pod.state(c["name"])
+        assert state["ExitCode"] == 0, f"{c['name']} exited {state['ExitCode']}"
+    assert took < grace, f"pod deletion took {took:.1f}s of a {grace:.0f}s grace period"
+    assert served > 0
+    assert stack.redis_count() == before + served
