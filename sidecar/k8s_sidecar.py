@@ -1,11 +1,13 @@
 """The streamproxy sidecar container, built with the `kubernetes` client's models.
 
-This is what `streamproxy inject` adds to a pod (`inject_pod_spec`). The Helm chart renders
-the same container from its named template `streamproxy.sidecarContainer`
-(charts/streamproxy/templates/_sidecar.tpl); tests/inject/test_parity.py renders both for the
-same settings and asserts they are equal, so the two cannot drift. Settings become
-`STREAMPROXY_*` variables in the order of the fields of `Settings`, unset ones are left out,
-and numbers are spelled the way Helm spells them.
+This is what `streamproxy inject` adds to a pod (`inject_pod_spec`), and the one definition of
+the container: its fixed parts (args, port names, probes, security context) and its variables
+(one per `Settings` field, in field order, each with the chart value it comes from) are defined
+here. `chart_file()` writes them to charts/streamproxy/files/sidecar.yaml (`make manifests`
+regenerates it, a test fails when it is stale), which the chart's named template
+`streamproxy.sidecarContainer` renders from; tests/inject/test_parity.py asserts that chart and
+injector give equal containers for the same settings. Unset settings are left out, and numbers
+are spelled the way Helm spells them.
 """
 
 from __future__ import annotations
@@ -16,22 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.client import (
-    ApiClient,
-    V1Capabilities,
-    V1Container,
-    V1ContainerPort,
-    V1EnvVar,
-    V1EnvVarSource,
-    V1HTTPGetAction,
-    V1ObjectFieldSelector,
-    V1PodSpec,
-    V1Probe,
-    V1ResourceRequirements,
-    V1SeccompProfile,
-    V1SecretKeySelector,
-    V1SecurityContext,
-)
+import yaml
+from kubernetes import client as k8s
 
 from sidecar import __version__
 from sidecar.settings import Settings
@@ -48,7 +36,38 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
 }
 # Added to drain + shutdown for the pod's terminationGracePeriodSeconds.
 GRACE_MARGIN_SECONDS = 5
-# Key order of the rendered container: the chart's, for readable output.
+# Ports by name -> the setting that holds the number.
+PORTS = (("proxy", "port"), ("proxy-admin", "admin_port"))
+# Probes on the admin port: path, period, timeout, failure threshold. Startup checks only that
+# the process is up: a native sidecar must pass it before the app starts, so it cannot wait for
+# the app the way readiness (/status) does.
+PROBES: dict[str, tuple[str, int, int, int]] = {
+    "startupProbe": ("/livez", 1, 1, 30),
+    "readinessProbe": ("/status", 2, 2, 2),
+    "livenessProbe": ("/livez", 10, 2, 3),
+}
+SECURITY_CONTEXT = k8s.V1SecurityContext(
+    run_as_non_root=True,
+    run_as_user=IMAGE_UID,
+    run_as_group=IMAGE_UID,
+    read_only_root_filesystem=True,
+    allow_privilege_escalation=False,
+    capabilities=k8s.V1Capabilities(drop=["ALL"]),
+    seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"),
+)
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+# Settings whose variable the chart does not copy from a value of the same name.
+SPECIAL_SOURCES = {
+    "upstream": "upstream",  # http://127.0.0.1:<app.port>
+    "redis_url": "redisUrl",  # redis.url, or the in-chart Redis
+    "redis_password": "redisPasswordSecret",  # only ever from a Secret
+    "pod_name": "podName",  # the Downward API
+}
+CHART_FILE_HEADER = (
+    "# Generated from sidecar/k8s_sidecar.py by `make manifests`: do not edit.\n"
+    "# The streamproxy sidecar's fixed parts and variables, rendered by _sidecar.tpl.\n"
+)
+# Key order of the rendered container, for readable output.
 KEY_ORDER = (
     "name", "image", "imagePullPolicy", "args", "restartPolicy", "ports", "env",
     "startupProbe", "readinessProbe", "livenessProbe", "resources", "securityContext",
@@ -98,80 +117,114 @@ def env_value(value: object) -> str:
         return str(value)
     if isinstance(value, float):
         return go_number(value)
-    if hasattr(value, "get_secret_value"):
-        raise ValueError("a literal password never goes into a manifest; use a Secret")
     return str(value)
 
 
-def sidecar_env(spec: SidecarSpec) -> list[V1EnvVar]:
-    env: list[V1EnvVar] = []
-    for name in Settings.model_fields:
-        if name == "pod_name":
-            source = V1EnvVarSource(field_ref=V1ObjectFieldSelector(field_path="metadata.name"))
-            env.append(V1EnvVar(name="POD_NAME", value_from=source))
+def chart_value(setting: str) -> str:
+    """The chart value of a setting: `redis_url` -> `redis.url`, `drain_seconds` ->
+    `proxy.drainSeconds`."""
+    group = "redis" if setting.startswith("redis_") else "proxy"
+    head, *rest = setting.removeprefix(f"{group}_").split("_")
+    return f"{group}.{head}{''.join(part.title() for part in rest)}"
+
+
+def env_table() -> list[dict[str, Any]]:
+    """Every variable of the sidecar, in `Settings` order, with where its value comes from."""
+    rows: list[dict[str, Any]] = []
+    for name, info in Settings.model_fields.items():
+        row: dict[str, Any] = {
+            "name": "POD_NAME" if name == "pod_name" else f"STREAMPROXY_{name.upper()}",
+            "setting": name,
+        }
+        if name in SPECIAL_SOURCES:
+            row["from"] = SPECIAL_SOURCES[name]
+        else:
+            row["value"] = chart_value(name)
+            if info.annotation is int:
+                row["int"] = True  # Helm holds values-file numbers as float64
+        rows.append(row)
+    return rows
+
+
+def chart_file() -> str:
+    """charts/streamproxy/files/sidecar.yaml: what the chart's template renders from."""
+    definition = {
+        "name": CONTAINER_NAME,
+        "args": ["run"],
+        "ports": [{"name": name, "setting": setting} for name, setting in PORTS],
+        "probes": {
+            probe: {"path": path, "periodSeconds": period, "timeoutSeconds": timeout,
+                    "failureThreshold": failures}
+            for probe, (path, period, timeout, failures) in PROBES.items()
+        },
+        "securityContext": to_dict(SECURITY_CONTEXT),
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
+        "env": env_table(),
+    }
+    return CHART_FILE_HEADER + yaml.safe_dump(definition, sort_keys=False)
+
+
+def sidecar_env(spec: SidecarSpec) -> list[k8s.V1EnvVar]:
+    env: list[k8s.V1EnvVar] = []
+    for row in env_table():
+        source = row.get("from")
+        if source == "podName":
+            pod_name = k8s.V1ObjectFieldSelector(field_path="metadata.name")
+            value_from = k8s.V1EnvVarSource(field_ref=pod_name)
+            env.append(k8s.V1EnvVar(name=row["name"], value_from=value_from))
             continue
-        if name == "redis_password":
+        if source == "redisPasswordSecret":
             if spec.password_secret:
                 secret, key = spec.password_secret
-                selector = V1SecretKeySelector(name=secret, key=key)
-                env.append(V1EnvVar(name="STREAMPROXY_REDIS_PASSWORD",
-                                    value_from=V1EnvVarSource(secret_key_ref=selector)))
+                selector = k8s.V1SecretKeySelector(name=secret, key=key)
+                env.append(k8s.V1EnvVar(name=row["name"],
+                                    value_from=k8s.V1EnvVarSource(secret_key_ref=selector)))
             continue
-        value = getattr(spec.settings, name)
+        value = getattr(spec.settings, row["setting"])
         if value is None or value == "":
             continue
-        env.append(V1EnvVar(name=f"STREAMPROXY_{name.upper()}", value=env_value(value)))
+        env.append(k8s.V1EnvVar(name=row["name"], value=env_value(value)))
     return env
 
 
-def _probe(path: str, port: int, period: int, timeout: int, failures: int) -> V1Probe:
-    return V1Probe(
-        http_get=V1HTTPGetAction(path=path, port=port),
+def _probe(path: str, period: int, timeout: int, failures: int, *, port: int) -> k8s.V1Probe:
+    return k8s.V1Probe(
+        http_get=k8s.V1HTTPGetAction(path=path, port=port),
         period_seconds=period,
         timeout_seconds=timeout,
         failure_threshold=failures,
     )
 
 
-def sidecar_container(spec: SidecarSpec) -> V1Container:
+def sidecar_container(spec: SidecarSpec) -> k8s.V1Container:
     settings = spec.settings
     admin = settings.admin_port
-    return V1Container(
+    return k8s.V1Container(
         name=CONTAINER_NAME,
         image=spec.image,
         image_pull_policy=spec.image_pull_policy,
         args=["run"],
         restart_policy="Always" if spec.native else None,
         ports=[
-            V1ContainerPort(name="proxy", container_port=settings.port, protocol="TCP"),
-            V1ContainerPort(name="proxy-admin", container_port=admin, protocol="TCP"),
+            k8s.V1ContainerPort(name=name, container_port=getattr(settings, key), protocol="TCP")
+            for name, key in PORTS
         ],
         env=sidecar_env(spec),
-        # Startup checks only that the process is up: a native sidecar must pass it before the
-        # app starts, so it cannot wait for the app the way readiness does.
-        startup_probe=_probe("/livez", admin, period=1, timeout=1, failures=30),
-        readiness_probe=_probe("/status", admin, period=2, timeout=2, failures=2),
-        liveness_probe=_probe("/livez", admin, period=10, timeout=2, failures=3),
-        resources=V1ResourceRequirements(
+        startup_probe=_probe(*PROBES["startupProbe"], port=admin),
+        readiness_probe=_probe(*PROBES["readinessProbe"], port=admin),
+        liveness_probe=_probe(*PROBES["livenessProbe"], port=admin),
+        resources=k8s.V1ResourceRequirements(
             requests=spec.resources.get("requests") or None,
             limits=spec.resources.get("limits") or None,
         ) if spec.resources else None,
-        security_context=V1SecurityContext(
-            run_as_non_root=True,
-            run_as_user=IMAGE_UID,
-            run_as_group=IMAGE_UID,
-            read_only_root_filesystem=True,
-            allow_privilege_escalation=False,
-            capabilities=V1Capabilities(drop=["ALL"]),
-            seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
-        ),
-        termination_message_policy="FallbackToLogsOnError",
+        security_context=SECURITY_CONTEXT,
+        termination_message_policy=TERMINATION_MESSAGE_POLICY,
     )
 
 
 def to_dict(model: object) -> Any:
     """A model as the plain, camelCase structure that goes into YAML (unset fields left out)."""
-    return ApiClient().sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
+    return k8s.ApiClient().sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
 
 
 def sidecar_container_dict(spec: SidecarSpec) -> dict[str, Any]:
@@ -181,16 +234,16 @@ def sidecar_container_dict(spec: SidecarSpec) -> dict[str, Any]:
     return ordered
 
 
-def parse_pod_spec(raw: dict[str, Any]) -> V1PodSpec:
+def parse_pod_spec(raw: dict[str, Any]) -> k8s.V1PodSpec:
     """Check a pod spec against the models (names, types); raise ValueError when it is not one."""
     # The public `deserialize` changed signature across client versions (a response object,
     # then text + content type); the dict-level deserializer behind it has not.
-    deserialize = ApiClient()._ApiClient__deserialize  # type: ignore[attr-defined]
+    deserialize = k8s.ApiClient()._ApiClient__deserialize  # type: ignore[attr-defined]
     try:
         parsed = deserialize(json.loads(json.dumps(raw)), "V1PodSpec")
     except (TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"not a pod spec: {exc}") from None
-    if not isinstance(parsed, V1PodSpec):
+    if not isinstance(parsed, k8s.V1PodSpec):
         raise ValueError("not a pod spec")
     return parsed
 

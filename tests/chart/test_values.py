@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from sidecar import __version__
+from sidecar.k8s_sidecar import chart_file, chart_value
 from sidecar.settings import Settings
 from tests.chart.helm import CHART
 from tests.chart.values_doc import BEGIN, DOC, END, VALUES, documented_keys, leaves, table
@@ -26,16 +27,16 @@ def values() -> dict[str, Any]:
     return loaded
 
 
+def chart_key(field: str) -> str:
+    """`redis_url` -> `redis.url`, `drain_seconds` -> `proxy.drainSeconds`."""
+    key = chart_value(field)
+    assert key in (f"redis.{camel(field[6:])}", f"proxy.{camel(field)}"), key
+    return key
+
+
 def camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)
-
-
-def chart_key(field: str) -> str:
-    """`redis_url` -> `redis.url`, `drain_seconds` -> `proxy.drainSeconds`."""
-    if field.startswith("redis_"):
-        return "redis." + camel(field.removeprefix("redis_"))
-    return "proxy." + camel(field)
 
 
 def test_every_value_is_documented() -> None:
@@ -76,6 +77,12 @@ def test_schema_covers_every_value() -> None:
                 break  # a free-form object (resources, securityContext, ...)
             assert part in node["properties"], f"{leaf} is not in values.schema.json"
             node = node["properties"][part]
+
+
+def test_sidecar_definition_file_is_current() -> None:
+    """files/sidecar.yaml is what sidecar/k8s_sidecar.py defines (`make manifests` writes it)."""
+    current = (CHART / "files" / "sidecar.yaml").read_text()
+    assert current == chart_file(), "charts/streamproxy/files/sidecar.yaml is stale: make manifests"
 
 
 def test_app_version_is_the_package_version() -> None:
