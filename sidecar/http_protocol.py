@@ -8,6 +8,10 @@
   request is abandoned and its connection released at once (and marks the scope with `GONE_KEY`).
 - Abort: `scope["streamproxy.abort"]` resets the client connection, which is how a response
   whose upstream failed mid-body is ended: never as a clean, truncated response.
+- Upgrades other than websocket (`Upgrade: h2c` from `curl --http2`, `CONNECT`): llhttp stops at
+  them, skips the request's body and reads nothing more, so the request would hang or lose its
+  body. The upgrade is ignored instead: a fresh parser, primed with the body's framing, reads on.
+  A refused `CONNECT` leaves nothing to read: its connection closes once answered.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sidecar.settings import MAX_HEADER_BYTES
@@ -41,6 +46,19 @@ class _HeaderSectionTooLarge(Exception):
     pass
 
 
+def _body_framing(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The framing header of a request's body, None when it has none."""
+    length = b""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return b"transfer-encoding: chunked\r\n"  # llhttp allows only chunked as last
+        if name == b"content-length":
+            length = value.strip()
+    if length.isdigit() and int(length) > 0:
+        return b"content-length: " + length + b"\r\n"
+    return None
+
+
 class ProxyHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -50,6 +68,9 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self._raw_header_bytes = 0
         self._header_bytes = 0
         self._header_too_large = False
+        # An ignored upgrade: the framing of the body llhttp skipped; priming a fresh parser.
+        self._skipped_body: bytes | None = None
+        self._priming = False
         self._asgi_task: asyncio.Task[None] | None = None
         self._asgi_scope: dict[str, Any] | None = None
 
@@ -60,7 +81,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         was_reading_headers = self._reading_headers
         boundaries_seen = self._message_boundaries
         try:
-            super().data_received(data)
+            self._feed(data)
         except _HeaderSectionTooLarge:
             self._reject_header_section()
             return
@@ -73,6 +94,42 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             self._raw_header_bytes += len(data)
             if self._raw_header_bytes > _RAW_HEADER_LIMIT:
                 self._reject_header_section()
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's data_received, but keeping where llhttp stopped at an upgrade."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._ignore_upgrade(data[exc.args[0] :])
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+
+    def _ignore_upgrade(self, rest: bytes) -> None:
+        if self.parser.get_method() == b"CONNECT":
+            # A tunnel we refuse: nothing after it is HTTP.
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
+            else:
+                self.transport.close()
+            return
+        parser = httptools.HttpRequestParser(self)
+        if self._skipped_body is not None:
+            self._priming = True
+            try:
+                parser.feed_data(b"POST / HTTP/1.1\r\n" + self._skipped_body + b"\r\n")
+            finally:
+                self._priming = False
+            self._skipped_body = None
+        self.parser = parser
+        if rest:
+            self.data_received(rest)
 
     def connection_lost(self, exc: Exception | None) -> None:
         cycle = self.cycle
@@ -108,11 +165,15 @@ class ProxyHttpProtocol(HttpToolsProtocol):
 
     # Parser callbacks
     def on_message_begin(self) -> None:
+        if self._priming:
+            return
         super().on_message_begin()
         self._header_bytes = 0
         self.scope[ABORT_KEY] = self._abort  # type: ignore[literal-required]
 
     def on_url(self, url: bytes) -> None:
+        if self._priming:
+            return
         self._header_bytes += len(url)
         if self._header_bytes > MAX_HEADER_BYTES:
             self._header_too_large = True
@@ -120,6 +181,8 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._priming:
+            return
         self._header_bytes += len(name) + len(value) + 4
         if self._header_bytes > MAX_HEADER_BYTES:
             self._header_too_large = True
@@ -127,12 +190,18 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._priming:
+            return
         self._reading_headers = False
         self._message_boundaries += 1
         self._raw_header_bytes = 0
         super().on_headers_complete()
+        if self.parser.should_upgrade() and not self._should_upgrade():
+            self._skipped_body = _body_framing(self.headers)
 
     def on_message_complete(self) -> None:
+        if self._skipped_body is not None:
+            return  # llhttp skipped the body: the primed parser will end this message
         self._reading_headers = True
         self._message_boundaries += 1
         self._raw_header_bytes = 0

@@ -8,6 +8,7 @@ so "nothing was smuggled" is checked where it matters: at the app.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 import uuid
@@ -330,6 +331,92 @@ def test_connect_with_origin_form_is_refused_without_reaching_the_app(
     assert status is not None and 400 <= status < 500, response[:300]
     assert marker not in recent(upstream)
     assert_serves_normally(proxy)
+
+
+# Upgrades the proxy does not do (h2c, CONNECT): ignored, never a hang or a lost body
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """One response with a Content-Length body from a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed mid-body"
+        body += chunk
+    status = status_of(head)
+    assert status is not None
+    return status, body
+
+
+H2C = (
+    b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        (b"Content-Length: 11\r\n", b"hello world"),
+        (b"Transfer-Encoding: chunked\r\n", b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_h2c_upgrade_with_a_body_is_served_as_http1(
+    proxy: Proxy, framing: bytes, body: bytes
+) -> None:
+    """What `curl --http2 -d ...` sends on cleartext: the Upgrade is ignored, the body is not."""
+    request = b"POST /echo HTTP/1.1\r\nHost: a\r\n" + H2C + framing + b"\r\n" + body
+    with _connect(proxy.port) as sock:
+        sock.sendall(request)
+        status, response = read_response(sock)
+    assert status == 200
+    echoed = httpx.Response(200, content=response).json()
+    assert echoed["body_bytes"] == 11
+    assert echoed["body_sha256"] == hashlib.sha256(b"hello world").hexdigest()
+    assert not any(name in ("upgrade", "http2-settings") for name, _ in echoed["headers"])
+    assert_serves_normally(proxy)
+
+
+def test_h2c_upgrade_then_pipelined_request_is_served_or_closed(
+    proxy: Proxy, upstream: Upstream
+) -> None:
+    """After an Upgrade the proxy ignores, the connection must not go deaf."""
+    second = f"/after-h2c/{uuid.uuid4().hex}"
+    data = (
+        b"GET /echo HTTP/1.1\r\nHost: a\r\n"
+        + H2C
+        + b"\r\n"
+        + f"GET {second} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
+    )
+    response = exchange(proxy.port, data)  # fails if the connection is left hanging
+    assert status_of(response) == 200
+    assert response.count(b"HTTP/1.1 ") in (1, 2)
+    if response.count(b"HTTP/1.1 ") == 2:
+        assert second in recent(upstream)
+
+
+def test_connect_response_closes_the_connection(proxy: Proxy, upstream: Upstream) -> None:
+    """A refused CONNECT leaves nothing to parse on that connection: it must be closed."""
+    marker = f"/after-connect/{uuid.uuid4().hex}"
+    data = (
+        b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n"
+        + f"GET {marker} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+    )
+    response = exchange(proxy.port, data)  # fails if the connection is left open
+    status = status_of(response)
+    assert status is not None and 400 <= status < 500, response[:300]
+    assert marker not in recent(upstream)
 
 
 # Counting: what the parser rejects is not a request
