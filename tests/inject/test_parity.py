@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
+from sidecar.k8s_sidecar import chart_value
 from sidecar.settings import Settings
 from tests.chart.helm import render, sidecar
-from tests.chart.test_values import NOT_VALUES, chart_key
+from tests.chart.test_values import NOT_VALUES
 from tests.inject.runner import run_inject
 
 POD = """apiVersion: v1
@@ -62,7 +63,7 @@ def chart_values(scenario: dict[str, Any]) -> dict[str, Any]:
         if field == "redis_url" and scenario.get("in_chart_redis"):
             values["redis"]["server"]["enabled"] = True  # the chart makes this URL itself
             continue
-        group, key = chart_key(field).split(".")
+        group, key = chart_value(field).split(".")
         values[group][key] = value
     values["proxy"]["nativeSidecar"] = scenario.get("native", True)
     if "secret" in scenario:
