@@ -46,6 +46,10 @@ class _HeaderSectionTooLarge(Exception):
     pass
 
 
+class _BadTransferEncoding(Exception):
+    pass
+
+
 def _body_framing(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The framing header of a request's body, None when it has none."""
     length = b""
@@ -68,6 +72,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self._raw_header_bytes = 0
         self._header_bytes = 0
         self._header_too_large = False
+        self._final_coding: bytes | None = None
         # An ignored upgrade: the framing of the body llhttp skipped; priming a fresh parser.
         self._skipped_body: bytes | None = None
         self._priming = False
@@ -169,6 +174,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             return
         super().on_message_begin()
         self._header_bytes = 0
+        self._final_coding = None
         self.scope[ABORT_KEY] = self._abort  # type: ignore[literal-required]
 
     def on_url(self, url: bytes) -> None:
@@ -188,10 +194,16 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             self._header_too_large = True
             raise _HeaderSectionTooLarge
         super().on_header(name, value)
+        if self.headers[-1][0] == b"transfer-encoding":
+            self._final_coding = value.rsplit(b",", 1)[-1].strip().lower()
 
     def on_headers_complete(self) -> None:
         if self._priming:
             return
+        if self._final_coding not in (None, b"chunked"):
+            # llhttp refuses it too, but only after this callback has sent the request on its
+            # way to the app. RFC 9112 §6.3: the body length is unknown; 400 and close.
+            raise _BadTransferEncoding
         self._reading_headers = False
         self._message_boundaries += 1
         self._raw_header_bytes = 0
