@@ -1,0 +1,1 @@
+"""The streamproxy benchmark (see bench/run.py and docs/performance.md)."""

@@ -1,0 +1,813 @@
+"""streamproxy benchmark: `make bench`, `.venv/bin/python -m bench` or `python bench/run.py`.
+
+Layout (docs/performance.md): the proxy under test is pinned to core 0 (`taskset -c 0`); the
+load generator (wrk, curl), the upstream (nginx, else bench/upstream_py.py), the upload sink
+and Redis share core 1. Everything listens on 127.0.0.1; every process started here is stopped
+here, by PID. Every run is bounded in time. Results: bench/results/<stamp>.{json,md} and
+bench/results/latest.{json,md}.
+
+This is a benchmark, not a test: nothing asserts timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PYTHON = sys.executable
+PROXY_CORE = "0"
+LOAD_CORE = "1"
+SMALL_BYTES = 1024
+POST_BYTES = 64 * 1024
+
+
+@dataclass
+class Plan:
+    duration: float  # seconds per wrk run
+    latency_duration: float
+    repeats: int
+    big_bytes: int
+    slow_seconds: float
+    targets: list[str]
+    ready_tries: int
+
+
+FULL = Plan(8, 5, 2, 1 << 30, 6, [], 3)
+QUICK = Plan(2, 2, 1, 256 << 20, 3, [], 1)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pinned(core: str, argv: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *argv] if shutil.which("taskset") else argv
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except OSError:
+        return 0, b""
+
+
+# Processes we own
+
+
+class Processes:
+    """Every process the bench starts; stopped by PID (SIGTERM, then SIGKILL) at the end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        logfile = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT, env=env or _env()
+        )
+        logfile.close()
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self.procs)):
+            self.stop(proc)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPROXY_")}
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def wait_for(check: Callable[[], bool], within: float, what: str) -> float:
+    started = time.perf_counter()
+    deadline = started + within
+    while not check():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{what} not ready within {within}s")
+        time.sleep(0.005)
+    return time.perf_counter() - started
+
+
+# Memory
+
+
+def tree_pids(pid: int) -> list[int]:
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return pids
+    for child in children:
+        pids += tree_pids(int(child))
+    return pids
+
+
+def _status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mib(pid: int) -> float:
+    return sum(_status_kib(p, "VmRSS") for p in tree_pids(pid)) / 1024
+
+
+def reset_peak(pid: int) -> None:
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{p}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def peak_mib(pid: int) -> float:
+    return sum(_status_kib(p, "VmHWM") for p in tree_pids(pid)) / 1024
+
+
+# Load generators
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        return float("nan")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(
+    url: str, connections: int, duration: float, script: Path | None = None
+) -> dict[str, float]:
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    out = subprocess.run(
+        pinned(LOAD_CORE, [*argv, url]), capture_output=True, text=True, timeout=duration + 30
+    ).stdout
+    result: dict[str, float] = {}
+    if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
+        result["rps"] = float(m.group(1))
+    if m := re.search(r"(\d+) requests in", out):
+        result["requests"] = float(m.group(1))
+    for pct in ("50", "99"):
+        if m := re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M):
+            result[f"p{pct}_ms"] = _ms(m.group(1))
+    errors = 0
+    if m := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(m.group(1))
+    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in m.groups())
+    result["errors"] = errors
+    if "rps" not in result:
+        log(f"wrk gave no result for {url}: {out[-400:]!r}")
+    return result
+
+
+def curl(argv: list[str], timeout: float) -> dict[str, float]:
+    fmt = "%{http_code} %{size_download} %{size_upload} %{time_total}"
+    try:
+        proc = subprocess.run(
+            pinned(LOAD_CORE, ["curl", "-s", "-o", "/dev/null", "-w", fmt, *argv]),
+            capture_output=True,
+            text=True,
+            timeout=timeout + 10,
+        )
+    except subprocess.TimeoutExpired:
+        return {"status": 0}
+    parts = proc.stdout.split()
+    if len(parts) != 4:
+        return {"status": 0}
+    return {
+        "status": float(parts[0]),
+        "down": float(parts[1]),
+        "up": float(parts[2]),
+        "seconds": float(parts[3]),
+        "exit": float(proc.returncode),
+    }
+
+
+# Redis
+
+
+class Redis:
+    def __init__(self, procs: Processes) -> None:
+        self.port = free_port()
+        binary = shutil.which("redis-server") or str(ROOT / ".venv/bin/redis-server")
+        self.proc = procs.start(
+            "redis",
+            pinned(
+                LOAD_CORE,
+                [
+                    binary,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(procs.workdir),
+                ],
+            ),
+        )
+        import redis  # a dependency of streamproxy
+
+        self.client = redis.Redis(port=self.port, socket_timeout=2)
+        wait_for(self._ping, 10, "redis")
+
+    def _ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except Exception:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def reset_stats(self) -> None:
+        self.client.config_resetstat()
+
+    def commands(self) -> int:
+        stats: dict[str, Any] = self.client.info("commandstats")
+        ours = ("cmdstat_info", "cmdstat_config", "cmdstat_ping")
+        return sum(int(v["calls"]) for k, v in stats.items() if k not in ours)
+
+
+# Upstream: nginx (static files) or the Python upstream; the Python sink always
+
+
+NGINX_COMMON = """
+worker_processes 1;
+daemon off;
+master_process on;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/{name}-body;
+    proxy_temp_path {work}/{name}-proxy;
+    fastcgi_temp_path {work}/{name}-fastcgi;
+    uwsgi_temp_path {work}/{name}-uwsgi;
+    scgi_temp_path {work}/{name}-scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+    client_max_body_size 0;
+    {body}
+}}
+"""
+
+NGINX_UPSTREAM = """
+    sendfile on;
+    tcp_nopush on;
+    default_type application/octet-stream;
+    upstream sink {{ server 127.0.0.1:{sink}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        root {work}/www;
+        location = /sink {{
+            proxy_pass http://sink; proxy_http_version 1.1; proxy_set_header Connection "";
+            proxy_request_buffering off; proxy_buffering off;
+        }}
+        location = /stats {{
+            proxy_pass http://sink; proxy_http_version 1.1; proxy_set_header Connection "";
+        }}
+    }}
+"""
+
+NGINX_PROXY = """
+    upstream app {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+            proxy_buffering off; proxy_request_buffering off;
+        }}
+    }}
+"""
+
+
+def nginx_argv(workdir: Path, name: str, body: str) -> list[str]:
+    conf = workdir / f"{name}.conf"
+    conf.write_text(NGINX_COMMON.format(work=workdir, name=name, body=body))
+    return ["nginx", "-p", str(workdir), "-e", str(workdir / f"{name}-error.log"), "-c", str(conf)]
+
+
+@dataclass
+class Upstream:
+    port: int
+    sink_port: int
+    kind: str
+
+    def sunk(self) -> int:
+        status, body = http_get(f"http://127.0.0.1:{self.sink_port}/stats")
+        return int(json.loads(body)["sunk"]) if status == 200 else -1
+
+
+def start_upstream(procs: Processes, big_bytes: int, use_nginx: bool) -> Upstream:
+    sink_port = free_port()
+    procs.start(
+        "sink", pinned(LOAD_CORE, [PYTHON, "-m", "bench.upstream_py", "--port", str(sink_port)])
+    )
+    wait_for(lambda: http_get(f"http://127.0.0.1:{sink_port}/stats")[0] == 200, 10, "sink")
+    if not use_nginx:
+        return Upstream(sink_port, sink_port, "python (bench/upstream_py.py)")
+    www = procs.workdir / "www"
+    www.mkdir(exist_ok=True)
+    (www / "small").write_bytes(b"x" * SMALL_BYTES)
+    with open(www / "big", "wb") as big:
+        big.truncate(big_bytes)  # sparse: no disk space, served from the page cache
+    port = free_port()
+    argv = nginx_argv(
+        procs.workdir,
+        "nginx-upstream",
+        NGINX_UPSTREAM.format(port=port, sink=sink_port, work=procs.workdir),
+    )
+    procs.start("nginx-upstream", pinned(LOAD_CORE, argv))
+    wait_for(lambda: http_get(f"http://127.0.0.1:{port}/small")[0] == 200, 10, "nginx upstream")
+    return Upstream(port, sink_port, "nginx " + _nginx_version())
+
+
+def _nginx_version() -> str:
+    out = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr
+    return out.strip().rpartition("/")[2]
+
+
+# Targets
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes] | None
+    ready_url: str
+    counts_in_redis: bool = False
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def start_target(
+    name: str, procs: Processes, upstream: Upstream, redis: Redis
+) -> tuple[Target, float]:
+    """Start a target; return it and its start -> ready time in seconds."""
+    if name == "direct":
+        return Target(name, upstream.port, None, ""), float("nan")
+    port = free_port()
+    up = f"http://127.0.0.1:{upstream.port}"
+    if name.startswith("streamproxy"):
+        client = name.partition("-")[2] or "h1"
+        admin = free_port()
+        argv = [
+            PYTHON,
+            "-m",
+            "sidecar",
+            "run",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin),
+            "--upstream",
+            up,
+            "--redis-url",
+            redis.url,
+            "--upstream-client",
+            client,
+            "--log-level",
+            "warning",
+        ]
+        ready = f"http://127.0.0.1:{admin}/readyz"
+        counts = True
+    elif name == "aiohttp-peer":
+        argv = [PYTHON, "-m", "bench.peers.aiohttp_proxy", "--port", str(port), "--upstream", up]
+        ready = f"http://127.0.0.1:{port}/small"
+        counts = False
+    elif name == "nginx":
+        argv = nginx_argv(
+            procs.workdir, "nginx-proxy", NGINX_PROXY.format(port=port, upstream=upstream.port)
+        )
+        ready = f"http://127.0.0.1:{port}/small"
+        counts = False
+    else:
+        raise SystemExit(f"unknown target {name!r}")
+    started = time.perf_counter()
+    proc = procs.start(name, pinned(PROXY_CORE, argv))
+    deadline = started + 30
+
+    def ready_now() -> bool:
+        if proc.poll() is not None:
+            log_text = (procs.workdir / f"{name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{name} exited early:\n{log_text}")
+        return http_get(ready, timeout=0.5)[0] == 200
+
+    while not ready_now():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{name} not ready within 30 s")
+        time.sleep(0.005)
+    return Target(name, port, proc, ready, counts), time.perf_counter() - started
+
+
+# Scenarios
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    clean = [v for v in values if v == v]  # drop NaN
+    if not clean:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {
+        "median": statistics.median(clean),
+        "min": min(clean),
+        "max": max(clean),
+        "n": len(clean),
+    }
+
+
+def run_target(
+    name: str, plan: Plan, procs: Processes, upstream: Upstream, redis: Redis
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"target": name}
+    ready_times = []
+    target = None
+    for attempt in range(plan.ready_tries if name != "direct" else 1):
+        target, ready = start_target(name, procs, upstream, redis)
+        ready_times.append(ready)
+        if attempt < plan.ready_tries - 1 and target.proc is not None:
+            procs.stop(target.proc)
+    assert target is not None
+    out["ready_s"] = spread(ready_times)
+    pid = target.proc.pid if target.proc else None
+    base = f"http://127.0.0.1:{target.port}"
+    try:
+        if pid:
+            time.sleep(0.5)
+            out["idle_rss_mib"] = rss_mib(pid)
+        log(f"{name}: warm-up")
+        wrk(base + "/small", 64, 1)
+
+        # Small GETs at 64 connections (+ Redis commands per 1,000 requests on the first run)
+        runs = []
+        for i in range(plan.repeats):
+            if i == 0 and target.counts_in_redis:
+                redis.reset_stats()
+            if pid:
+                reset_peak(pid)
+            result = wrk(base + "/small", 64, plan.duration)
+            if pid:
+                result["peak_rss_mib"] = peak_mib(pid)
+            if i == 0 and target.counts_in_redis:
+                time.sleep(1.5)  # counts are flushed within about 1 s
+                result["redis_commands"] = redis.commands()
+                if result.get("requests"):
+                    out["redis_per_1000"] = 1000 * result["redis_commands"] / result["requests"]
+            runs.append(result)
+            log(
+                f"{name}: small@64 {result.get('rps', 0):,.0f} req/s"
+                f" p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms"
+            )
+        out["small64"] = _summary(runs)
+
+        runs = []
+        for _ in range(plan.repeats):
+            result = wrk(base + "/small", 1, plan.latency_duration)
+            runs.append(result)
+            log(f"{name}: small@1 p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms")
+        out["small1"] = _summary(runs)
+
+        script = procs.workdir / "post64k.lua"
+        script.write_text(
+            f'wrk.method = "POST"\nwrk.body = string.rep("a", {POST_BYTES})\n'
+            'wrk.headers["Content-Type"] = "application/octet-stream"\n'
+        )
+        runs = []
+        for _ in range(plan.repeats):
+            if pid:
+                reset_peak(pid)
+            result = wrk(base + "/sink", 64, plan.duration, script)
+            if pid:
+                result["peak_rss_mib"] = peak_mib(pid)
+            runs.append(result)
+            log(f"{name}: post64k@64 {result.get('rps', 0):,.0f} req/s")
+        out["post64k"] = _summary(runs)
+
+        out["download"] = _transfers(
+            name,
+            plan,
+            pid,
+            lambda: curl(["--max-time", "60", f"{base}/big?bytes={plan.big_bytes}"], 60),
+            "down",
+            plan.big_bytes,
+        )
+        upload_file = procs.workdir / "upload.bin"
+        if not upload_file.exists():
+            with open(upload_file, "wb") as f:
+                f.truncate(plan.big_bytes)
+
+        def upload() -> dict[str, float]:
+            before = upstream.sunk()
+            result = curl(
+                [
+                    "--max-time",
+                    "60",
+                    "-H",
+                    "Expect:",
+                    "-H",
+                    "Content-Type: application/octet-stream",
+                    "-X",
+                    "POST",
+                    "-T",
+                    str(upload_file),
+                    f"{base}/sink",
+                ],
+                60,
+            )
+            time.sleep(0.2)
+            result["sink_bytes"] = upstream.sunk() - before
+            return result
+
+        out["upload"] = _transfers(name, plan, pid, upload, "up", plan.big_bytes)
+
+        if pid:
+            out["slow_client"] = _slow_client(base, plan, pid)
+            out["after_rss_mib"] = rss_mib(pid)
+    finally:
+        if target.proc is not None:
+            procs.stop(target.proc)
+    return out
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:
+    keys = sorted({k for run in runs for k in run})
+    summary = {k: spread([run.get(k, float("nan")) for run in runs]) for k in keys}
+    summary["runs"] = runs
+    return summary
+
+
+def _transfers(
+    name: str,
+    plan: Plan,
+    pid: int | None,
+    action: Callable[[], dict[str, float]],
+    key: str,
+    size: int,
+) -> dict[str, Any]:
+    runs = []
+    for _ in range(plan.repeats):
+        if pid:
+            reset_peak(pid)
+        result = action()
+        if pid:
+            result["peak_rss_mib"] = peak_mib(pid)
+        seconds = result.get("seconds") or float("nan")
+        result["mb_s"] = (
+            result.get(key, 0) / seconds / 1e6 if result.get(key) == size else float("nan")
+        )
+        runs.append(result)
+        log(
+            f"{name}: {key} {result.get(key, 0) / 2**20:.0f} MiB in {seconds:.2f}s"
+            f" = {result['mb_s']:.0f} MB/s, peak RSS {result.get('peak_rss_mib', 0):.1f} MiB"
+            + (f", sink got {result['sink_bytes']}" if "sink_bytes" in result else "")
+        )
+    return _summary(runs)
+
+
+def _slow_client(base: str, plan: Plan, pid: int) -> dict[str, Any]:
+    """A client reading at 2 MB/s from a 1 GiB response: the proxy's RSS must stay flat."""
+    argv = pinned(
+        LOAD_CORE,
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--limit-rate",
+            "2M",
+            "--max-time",
+            str(plan.slow_seconds),
+            f"{base}/big?bytes={1 << 30}",
+        ],
+    )
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples = []
+    try:
+        deadline = time.monotonic() + plan.slow_seconds + 5
+        time.sleep(0.5)
+        while proc.poll() is None and time.monotonic() < deadline:
+            samples.append(rss_mib(pid))
+            time.sleep(0.25)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    if not samples:
+        return {}
+    return {
+        "first_mib": samples[0],
+        "max_mib": max(samples),
+        "last_mib": samples[-1],
+        "growth_mib": max(samples) - samples[0],
+        "samples": len(samples),
+    }
+
+
+# Report
+
+
+def _fmt(stat: dict[str, float] | None, digits: int = 0, scale: float = 1.0) -> str:
+    if not stat or stat.get("n", 0) == 0:
+        return "-"
+    med, lo, hi = (stat["median"] * scale, stat["min"] * scale, stat["max"] * scale)
+    if stat["n"] == 1 or f"{lo:.{digits}f}" == f"{hi:.{digits}f}":
+        return f"{med:,.{digits}f}"
+    return f"{med:,.{digits}f} ({lo:,.{digits}f}-{hi:,.{digits}f})"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    lines = [
+        f"# streamproxy benchmark — {meta['stamp']}",
+        "",
+        f"`{meta['command']}` on {meta['machine']}; upstream: {meta['upstream']}; "
+        f"{meta['repeats']} run(s) per figure, shown as median (min-max); "
+        f"wrk runs of {meta['duration']} s; big transfers of {meta['big_bytes'] // 2**20} MiB.",
+        "Proxy on core 0, load + upstream + sink + Redis on core 1 (`taskset`). "
+        "Shared 2-core machine: numbers are noisy.",
+        "",
+        "| target | small GET @64 req/s | p50 ms | p99 ms | @1 conn p50 ms | @1 p99 ms "
+        "| 64 KiB POST @64 req/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in report["targets"]:
+        s64, s1, post = t.get("small64", {}), t.get("small1", {}), t.get("post64k", {})
+        lines.append(
+            f"| {t['target']} | {_fmt(s64.get('rps'))} | {_fmt(s64.get('p50_ms'), 3)} "
+            f"| {_fmt(s64.get('p99_ms'), 3)} | {_fmt(s1.get('p50_ms'), 3)} "
+            f"| {_fmt(s1.get('p99_ms'), 3)} | {_fmt(post.get('rps'))} |"
+        )
+    lines += [
+        "",
+        "| target | download MB/s | peak RSS MiB | upload MB/s | bytes at sink | peak RSS MiB "
+        "| small GET peak RSS MiB | slow client RSS growth MiB | idle RSS MiB | ready s "
+        "| Redis cmds / 1k req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in report["targets"]:
+        down, up, s64 = t.get("download", {}), t.get("upload", {}), t.get("small64", {})
+        slow = t.get("slow_client") or {}
+        idle, per_k = t.get("idle_rss_mib"), t.get("redis_per_1000")
+        cells = [
+            t["target"],
+            _fmt(down.get("mb_s")),
+            _fmt(down.get("peak_rss_mib"), 1),
+            _fmt(up.get("mb_s")),
+            _fmt(up.get("sink_bytes")),
+            _fmt(up.get("peak_rss_mib"), 1),
+            _fmt(s64.get("peak_rss_mib"), 1),
+            f"{slow['growth_mib']:.1f}" if slow else "-",
+            f"{idle:.1f}" if idle is not None else "-",
+            _fmt(t.get("ready_s"), 3),
+            f"{per_k:.2f}" if per_k is not None else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "RSS figures are the proxy's whole process tree (nginx: master + worker); peak RSS is "
+        "VmHWM, reset before each run. `direct` has no proxy, so no proxy memory.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="streamproxy benchmark (see docs/performance.md)")
+    parser.add_argument("--quick", action="store_true", help="a few seconds per scenario")
+    parser.add_argument(
+        "--targets",
+        default="direct,streamproxy-aiohttp,streamproxy-h1,aiohttp-peer,nginx",
+        help="comma-separated: direct, streamproxy-aiohttp, streamproxy-h1, aiohttp-peer, nginx",
+    )
+    parser.add_argument("--repeats", type=int, help="runs per measurement")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run")
+    parser.add_argument("--big-mib", type=int, help="size of the big download/upload")
+    parser.add_argument("--no-nginx", action="store_true", help="use the Python upstream")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    plan = QUICK if args.quick else FULL
+    plan = Plan(**{**plan.__dict__})
+    plan.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    if args.repeats:
+        plan.repeats = args.repeats
+    if args.duration:
+        plan.duration = args.duration
+    if args.big_mib:
+        plan.big_bytes = args.big_mib << 20
+    for tool in ("wrk", "curl"):
+        if not shutil.which(tool):
+            raise SystemExit(f"bench: {tool} is required (apt-get install {tool})")
+    use_nginx = bool(shutil.which("nginx")) and not args.no_nginx
+    if not use_nginx:
+        plan.targets = [t for t in plan.targets if t != "nginx"]
+        log("nginx not installed (or --no-nginx): Python upstream, no nginx target")
+
+    workdir = Path(tempfile.mkdtemp(prefix="streamproxy-bench-"))
+    workdir.chmod(0o755)  # nginx workers may run as nobody
+    procs = Processes(workdir)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    report: dict[str, Any] = {
+        "meta": {
+            "stamp": stamp,
+            "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs,"
+            f" Python {platform.python_version()}",
+            "repeats": plan.repeats,
+            "duration": plan.duration,
+            "big_bytes": plan.big_bytes,
+            "layout": {
+                "proxy": f"taskset -c {PROXY_CORE}",
+                "load+upstream+redis": f"taskset -c {LOAD_CORE}",
+            },
+        },
+        "targets": [],
+    }
+    try:
+        upstream = start_upstream(procs, plan.big_bytes, use_nginx)
+        report["meta"]["upstream"] = upstream.kind
+        redis = Redis(procs)
+        for name in plan.targets:
+            log(f"== {name}")
+            try:
+                report["targets"].append(run_target(name, plan, procs, upstream, redis))
+            except Exception as exc:  # one broken target must not lose the others' numbers
+                log(f"{name} failed: {exc}")
+                report["targets"].append({"target": name, "error": str(exc)})
+    finally:
+        procs.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = markdown(report)
+    for stem in (stamp, "latest"):
+        (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        (args.out / f"{stem}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())
