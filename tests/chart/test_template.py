@@ -369,11 +369,15 @@ def test_in_chart_redis() -> None:
 def test_helm_test_pod_uses_streamproxy_check() -> None:
     pod = find(render(), "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    container = pod["spec"]["containers"][0]
-    assert container["image"] == "streamproxy:0.1.0"
-    assert container["args"][0] == "check"
-    assert f"http://{FULLNAME}:80/" in container["args"]
-    assert f"http://{FULLNAME}:15020/status" in container["args"]
+    service, status = pod["spec"]["containers"]
+    for container in (service, status):
+        assert container["image"] == "streamproxy:0.1.0"
+        assert container["args"][0] == "check"
+    # The app's answer through the Service is any 2xx; /status must be JSON with the counter.
+    assert service["args"][-1] == f"http://{FULLNAME}:80/"
+    assert status["args"][-3:] == [f"http://{FULLNAME}:15020/status", "--expect-json", "counter"]
+    hidden = find(render(values={"service": {"exposeAdmin": False}}), "Pod")
+    assert [c["name"] for c in hidden["spec"]["containers"]] == ["check-service"]
 
 
 def test_notes_have_port_forward_and_curl() -> None:
