@@ -4,9 +4,9 @@ POD_IMAGE ?= streamproxy:dev
 
 .PHONY: image image-lint pod-test
 
-## image: build the streamproxy image ($(POD_IMAGE)) with the default base
+## image: build the streamproxy image ($(POD_IMAGE)); offline base when no registry answers
 image:
-	DOCKER_BUILDKIT=1 docker build -t $(POD_IMAGE) .
+	scripts/image-build.sh $(POD_IMAGE)
 
 ## image-lint: hadolint the Dockerfiles
 image-lint:

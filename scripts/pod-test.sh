@@ -24,10 +24,7 @@ cd "$ROOT"
 START=$SECONDS
 REQUIRE="${STREAMPROXY_REQUIRE_POD_TIER:-0}"
 IMAGE="${STREAMPROXY_POD_IMAGE:-streamproxy:dev}"
-DEFAULT_BASE="$(sed -n 's/^ARG BASE_IMAGE=//p' Dockerfile | head -n1)"
-OFFLINE_BASE=streamproxy-base:bookworm
 OFFLINE_REDIS=streamproxy-redis:bookworm
-CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 [[ -x "$PYTHON" ]] || PYTHON=python3
 STATE="$(mktemp -d /tmp/streamproxy-pod-test.XXXXXX)"
@@ -78,17 +75,6 @@ export DOCKER DOCKER_BUILDKIT
 "$ROOT/scripts/install-tools.sh" >/dev/null
 export HELM="$ROOT/.tools/bin/helm"
 
-# Base image for the Dockerfile.
-if [[ -n "${STREAMPROXY_POD_BASE:-}" ]]; then
-    BASE="$STREAMPROXY_POD_BASE"
-elif available "$DEFAULT_BASE"; then
-    BASE="$DEFAULT_BASE"
-else
-    log "$DEFAULT_BASE cannot be pulled: using the debootstrap base $OFFLINE_BASE"
-    "$ROOT/scripts/pod-base-image.sh" base
-    BASE="$OFFLINE_BASE"
-fi
-
 # The chart's redis image, or the offline stand-in.
 CHART_REDIS="$("$HELM" show values charts/streamproxy | "$PYTHON" -c '
 import sys, yaml
@@ -104,16 +90,8 @@ else
     export STREAMPROXY_POD_REDIS_IMAGE="$OFFLINE_REDIS"
 fi
 
-build_args=(build --network host --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE")
-[[ -s "$CA_BUNDLE" ]] && build_args+=(--secret "id=ca,src=$CA_BUNDLE")
-log "building $IMAGE on $BASE"
-if ! timeout 900 $DOCKER "${build_args[@]}" . >"$STATE/build.log" 2>&1; then
-    tail -n 40 "$STATE/build.log" >&2
-    log "image build failed"
-    exit 1
-fi
-size="$($DOCKER image inspect -f '{{.Size}}' "$IMAGE")"
-log "image $IMAGE: $((size / 1000000)) MB ($size bytes), built after $((SECONDS - START))s"
+BASE_IMAGE="${STREAMPROXY_POD_BASE:-}" "$ROOT/scripts/image-build.sh" "$IMAGE"
+log "image ready after $((SECONDS - START))s"
 export STREAMPROXY_POD_IMAGE="$IMAGE"
 
 "$PYTHON" -m pytest tests/pod -p no:cacheprovider -o addopts="" --strict-markers --strict-config -ra -v "$@"
