@@ -51,8 +51,8 @@ def get(url: str) -> tuple[int, bytes]:
 def pod() -> Iterator[dict[str, Any]]:
     proxy_port, admin_port, app_port = free_port(), free_port(), free_port()
     docs = render(values={
-        "proxy": {"port": proxy_port, "adminPort": admin_port, "drainSeconds": 0.5,
-                  "shutdownTimeout": 2},
+        "proxy": {"host": "127.0.0.1", "port": proxy_port, "adminPort": admin_port,
+                  "drainSeconds": 0.5, "shutdownTimeout": 2},
         "app": {"port": app_port},
         "redis": {"server": {"enabled": False}},  # the in-process counter: no Redis here
     })
