@@ -24,3 +24,11 @@ def test_ci_scenarios_exist() -> None:
 def test_lint_strict(values: Path) -> None:
     proc = run_helm("lint", "--strict", str(CHART), "-f", str(values))
     assert "0 chart(s) failed" in proc.stdout
+
+
+def test_packaged_chart_renders_the_same(tmp_path: Path) -> None:
+    """`helm package` keeps everything the templates read (files/sidecar.yaml included)."""
+    run_helm("package", str(CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("streamproxy-*.tgz")
+    packaged = run_helm("template", "demo", str(archive)).stdout
+    assert packaged == run_helm("template", "demo", str(CHART)).stdout
