@@ -40,6 +40,7 @@ from sidecar.websocket import WebSocketProxy
 logger = logging.getLogger("streamproxy")
 
 EXIT_BIND_ERROR = 1
+BACKLOG = 2048
 # Extra seconds uvicorn waits after --shutdown-timeout before cancelling tasks itself.
 _SHUTDOWN_BACKSTOP = 5.0
 
@@ -59,6 +60,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listen at once: with SO_REUSEADDR, two sockets that are bound but not yet listening
+        # may share a port, and --admin-port equal to --port would then split the traffic.
+        sock.listen(BACKLOG)
     except OSError:
         sock.close()
         raise
@@ -77,7 +81,7 @@ def _uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvico
         "timeout_keep_alive": int(settings.keepalive_timeout),
         # Seconds as given: int() would turn 0.5 into 0, which uvicorn reads as "no limit".
         "timeout_graceful_shutdown": settings.shutdown_timeout,
-        "backlog": 2048,
+        "backlog": BACKLOG,
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)

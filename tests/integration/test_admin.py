@@ -106,6 +106,22 @@ def test_redis_state_disabled_up_down_and_never_decides_readiness(
     wait_until(lambda: proxy.status().json()["pending"] == 0, 10, "pending flushed")
 
 
+def test_every_pod_shows_the_shared_total(
+    upstream: Upstream, proxy_factory: Callable[..., Proxy], redis_server: RedisServer
+) -> None:
+    first = proxy_factory(upstream.url, "--redis-url", redis_server.url)
+    second = proxy_factory(upstream.url, "--redis-url", redis_server.url)
+    for _ in range(3):
+        assert httpx.get(first.url + "/echo").status_code == 200
+    for _ in range(2):
+        assert httpx.get(second.url + "/echo").status_code == 200
+    for pod in (first, second):
+        # Flushes within ~0.2 s, the shared total is re-read within ~1 s.
+        wait_until(lambda pod=pod: pod.status().json()["counter"] == 5, 5, "the shared total")
+    with redis_server.client() as client:
+        assert int(client.get("streamproxy:requests") or 0) == 5
+
+
 def test_livez(proxy: Proxy) -> None:
     response = httpx.get(proxy.admin_url + "/livez")
     assert response.status_code == 200

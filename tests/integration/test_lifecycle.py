@@ -184,6 +184,21 @@ def test_sigterm_flushes_pending_counts_to_redis(
         assert int(redis.get("streamproxy:requests") or 0) == requests
 
 
+def test_sigterm_with_redis_down_still_exits_zero_in_bounded_time(
+    upstream: Upstream, proxy_factory: Callable[..., Proxy], redis_server: RedisServer
+) -> None:
+    proxy = proxy_factory(upstream.url, "--redis-url", redis_server.url)
+    redis_server.stop()
+    for _ in range(3):
+        assert httpx.get(proxy.url + "/echo", timeout=10).status_code == 200
+    wait_until(lambda: proxy.status().json()["pending"] >= 3, 10, "counts pending")
+    sent_at = time.monotonic()
+    proxy.signal(signal.SIGTERM)
+    assert proxy.wait(timeout=EXIT_TIMEOUT) == 0
+    assert time.monotonic() - sent_at < 10, "the final flush must be bounded"
+    assert "unflushed" in proxy.log()
+
+
 def test_sigint_also_shuts_down_cleanly(
     upstream: Upstream, proxy_factory: Callable[..., Proxy]
 ) -> None:
@@ -209,13 +224,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 @pytest.fixture
-def occupied_port() -> Iterator[int]:
-    """A port we hold: a process that tried to bind it would fail with exit 1, not 2."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(1)
-    yield int(sock.getsockname()[1])
-    sock.close()
+def occupied_ports() -> Iterator[tuple[int, int]]:
+    """Two ports we hold: a process that tried to bind them would fail with exit 1, not 2."""
+    socks = [socket.socket(), socket.socket()]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+    yield int(socks[0].getsockname()[1]), int(socks[1].getsockname()[1])
+    for sock in socks:
+        sock.close()
 
 
 @pytest.mark.parametrize(
@@ -235,13 +252,14 @@ def occupied_port() -> Iterator[int]:
     ],
 )
 def test_invalid_configuration_exits_2_before_binding(
-    occupied_port: int, flags: list[str], env: dict[str, str], named: str
+    occupied_ports: tuple[int, int], flags: list[str], env: dict[str, str], named: str
 ) -> None:
     # Both ports are taken by us: had it bound anything first, it would exit 1 "cannot bind".
+    port, admin_port = occupied_ports
     base = ["--host", "127.0.0.1", "--upstream", "http://127.0.0.1:9"]
-    base += ["--admin-port", str(occupied_port)]
+    base += ["--admin-port", str(admin_port)]
     if "STREAMPROXY_PORT" not in env:  # the flag would win over the variable under test
-        base += ["--port", str(occupied_port)]
+        base += ["--port", str(port)]
     result = run_cli(*base, *flags, env=env)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -250,6 +268,19 @@ def test_invalid_configuration_exits_2_before_binding(
     assert "cannot bind" not in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_admin_port_equal_to_proxy_port_is_refused() -> None:
+    """Both listeners on one port would split the traffic between proxy and admin at random."""
+    port = free_port()
+    result = run_cli(
+        "--host", "127.0.0.1", "--port", str(port), "--admin-port", str(port),
+        "--upstream", "http://127.0.0.1:9",
+    )  # fmt: skip
+    assert result.returncode in (1, 2), result.stderr
+    assert "--admin-port" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
+    assert not port_open(port)
 
 
 def _start_raw(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
