@@ -137,9 +137,11 @@ def describe_validation_error(exc: ValidationError) -> str:
     location = [str(part) for part in error.get("loc", ()) if str(part) in Settings.model_fields]
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     if not location:
-        # Model-level checks name their fields in the message itself.
-        named = [name for name in Settings.model_fields if name in message]
-        location = named[:1]
+        # Model-level checks start their message with the field they blame.
+        first_word = message.split(" ", 1)[0].rstrip(":")
+        if first_word in Settings.model_fields:
+            location = [first_word]
+            message = message.split(" ", 1)[1] if " " in message else message
     if location:
         name = location[0]
         return f"{flag_name(name)} ({env_name(name)}): {message}"

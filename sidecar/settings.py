@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_sentinel_pair(self) -> Settings:
         if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
-            raise ValueError("redis_sentinels and redis_sentinel_master go together")
+            raise ValueError("redis_sentinels: needs --redis-sentinel-master (and the reverse)")
         if self.redis_sentinels:
             for address in self.redis_sentinels.split(","):
                 host, _, port = address.strip().rpartition(":")

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from sidecar.counting import LocalCounter
+from sidecar.metrics import ProxyMetrics, make_registry
+
+
+def scrape(metrics: ProxyMetrics) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    registry = make_registry(metrics, LocalCounter(), lambda: True, lambda: False)
+    families: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            families.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = (
+                sample.value
+            )
+    return families
+
+
+def test_requests_are_counted_by_method_and_status_class() -> None:
+    metrics = ProxyMetrics()
+    metrics.observe("GET", 200, 0.002)
+    metrics.observe("GET", 204, 0.002)
+    metrics.observe("BREW", 418, 0.5)
+    metrics.observe("POST", 502, 70.0)
+    families = scrape(metrics)
+    requests = families["streamproxy_requests_total"]
+    assert requests[(("code", "2xx"), ("method", "GET"))] == 2
+    assert requests[(("code", "4xx"), ("method", "OTHER"))] == 1
+    assert requests[(("code", "5xx"), ("method", "POST"))] == 1
+
+
+def test_latency_histogram_is_cumulative() -> None:
+    metrics = ProxyMetrics()
+    for seconds in (0.0001, 0.003, 0.003, 2.0, 100.0):
+        metrics.observe("GET", 200, seconds)
+    buckets = scrape(metrics)["streamproxy_request_duration_seconds_bucket"]
+    assert buckets[(("le", "0.0005"),)] == 1
+    assert buckets[(("le", "0.005"),)] == 3
+    assert buckets[(("le", "2.5"),)] == 4
+    assert buckets[(("le", "+Inf"),)] == 5
+
+
+def test_upstream_errors_and_gauges_are_exposed() -> None:
+    metrics = ProxyMetrics()
+    metrics.upstream_error("connect_refused")
+    metrics.upstream_error("connect_refused")
+    families = scrape(metrics)
+    assert families["streamproxy_upstream_errors_total"][(("reason", "connect_refused"),)] == 2
+    assert families["streamproxy_upstream_errors_total"][(("reason", "read_timeout"),)] == 0
+    assert families["streamproxy_upstream_up"][()] == 1
+    assert families["streamproxy_ready"][()] == 0
+    assert families["streamproxy_counter_pending"][()] == 0

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sidecar.cli import ConfigError, build_parser, settings_from_args
+from sidecar.settings import Settings
+
+
+def settings_from(argv: list[str]) -> Settings:
+    return settings_from_args(build_parser().parse_args(["run", *argv]))
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = Settings()
+    assert settings.upstream == "http://127.0.0.1:8080"
+    assert (settings.host, settings.port, settings.admin_port) == ("0.0.0.0", 15000, 15020)
+    assert settings.redis_url is None
+    assert settings.counter_key == "streamproxy:requests"
+    assert (settings.connect_timeout, settings.read_timeout) == (5, 60)
+    assert (settings.drain_seconds, settings.shutdown_timeout) == (0, 30)
+    assert settings.log_level == "info"
+    assert settings.effective_admin_host == "0.0.0.0"
+
+
+def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMPROXY_PORT", "16000")
+    monkeypatch.setenv("STREAMPROXY_ADMIN_PORT", "16020")
+    settings = settings_from(["--port", "17000"])
+    assert settings.port == 17000
+    assert settings.admin_port == 16020
+
+
+def test_upstream_is_normalised_to_scheme_host_port() -> None:
+    assert Settings(upstream="http://app:9000/").upstream == "http://app:9000"
+    assert Settings(upstream="http://[::1]:9000").upstream_host == "::1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--port", "70000"], "--port"),
+        (["--admin-port", "0"], "--admin-port"),
+        (["--upstream", "ftp://x:1"], "--upstream"),
+        (["--upstream", "http://app:9000/path"], "--upstream"),
+        (["--upstream", "http://app:notaport"], "--upstream"),
+        (["--read-timeout", "-1"], "--read-timeout"),
+        (["--connect-timeout", "0"], "--connect-timeout"),
+        (["--drain-seconds", "-3"], "--drain-seconds"),
+        (["--redis-url", "http://redis:6379"], "--redis-url"),
+        (["--redis-sentinels", "a:1"], "--redis-sentinel"),
+        (["--redis-sentinels", "nonsense", "--redis-sentinel-master", "m"], "--redis-sentinels"),
+    ],
+)
+def test_invalid_values_name_the_option(argv: list[str], option: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from(argv)
+    assert option in str(error.value)
+
+
+def test_invalid_config_exits_2_with_a_short_message_before_binding() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "run", "--port", "99999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= 3
+    assert "--port" in result.stderr
+
+
+def test_unknown_flag_exits_2_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "run", "--no-such-flag"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--no-such-flag" in result.stderr
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in Settings.model_fields:
+        flag = "--" + name.replace("_", "-")
+        assert f"`{flag}`" in readme, f"{flag} missing from the README's configuration table"
+        assert f"`STREAMPROXY_{name.upper()}`" in readme
