@@ -56,3 +56,15 @@ def test_one_report_line_per_object(case: Path) -> None:
     for doc in yaml.safe_load_all(golden.read_text()):
         objects += len(doc["items"]) if doc["kind"] == "List" else 1
     assert len(report.read_text().splitlines()) == objects
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_golden_output_validates(case: Path) -> None:
+    """What the injector writes is valid Kubernetes: 1.29 and 1.35 (classic also 1.25)."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    golden, _ = golden_paths(case)
+    versions = ["1.29.0", "1.35.0"] + (["1.25.0"] if "--classic" in case_args(case) else [])
+    for doc in yaml.safe_load_all(golden.read_text()):
+        for item in doc["items"] if doc["kind"] == "List" else [doc]:
+            for version in versions:
+                kubernetes_validate.validate(item, version, strict=True)
