@@ -63,3 +63,15 @@ UPSTREAM_ERROR_REASONS = tuple(
         UpstreamProtocolError,
     )
 )
+
+
+def error_response(status: int, reason: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of a response the proxy makes itself. `X-Streamproxy-Error`
+    tells it apart from an answer of the app."""
+    body = f"streamproxy: {reason.replace('_', ' ')}\n".encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-streamproxy-error", reason.encode()),
+    ]
+    return status, headers, body

@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator
 
 from sidecar.counting import Counter
-from sidecar.errors import UpstreamError
+from sidecar.errors import UpstreamError, error_response
 from sidecar.headers import request_headers, response_headers
 from sidecar.http_protocol import ABORT_KEY, GONE_KEY
 from sidecar.metrics import ProxyMetrics
@@ -32,24 +32,10 @@ access_logger = logging.getLogger("streamproxy.access")
 _END_OF_BODY = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
-def _error_messages(status: int, reason: str) -> tuple[dict[str, object], dict[str, object]]:
-    body = f"streamproxy: {reason.replace('_', ' ')}\n".encode()
-    start = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-streamproxy-error", reason.encode()),
-        ],
-    }
-    return start, {"type": "http.response.body", "body": body, "more_body": False}
-
-
 async def send_error(send: Send, status: int, reason: str) -> None:
-    start, body = _error_messages(status, reason)
-    await send(start)
-    await send(body)
+    status, headers, body = error_response(status, reason)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class Forwarder:

@@ -9,7 +9,7 @@ The same name is used everywhere: flag `--redis-url`, env `STREAMPROXY_REDIS_URL
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +20,19 @@ PositiveSeconds = Annotated[float, Field(gt=0)]
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 MAX_HEADER_BYTES = 64 * 1024
+
+
+def _split_url(value: str, schemes: tuple[str, ...]) -> SplitResult:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError("must be a " + " or ".join(f"{scheme}://" for scheme in schemes) + " URL")
+    if not parts.hostname:
+        raise ValueError("must name a host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return parts
 
 
 class Settings(BaseSettings):
@@ -113,15 +126,7 @@ class Settings(BaseSettings):
     @field_validator("upstream")
     @classmethod
     def _check_upstream(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme != "http":
-            raise ValueError("must be an http:// URL")
-        if not parts.hostname:
-            raise ValueError("must name a host")
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError as exc:
-            raise ValueError("has an invalid port") from exc
+        parts = _split_url(value, ("http",))
         if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
             raise ValueError("must be scheme://host:port only (no path, query or credentials)")
         return f"http://{parts.netloc}"
@@ -131,15 +136,7 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError("must be a redis:// or rediss:// URL")
-        if not parts.hostname:
-            raise ValueError("must name a host")
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError as exc:
-            raise ValueError("has an invalid port") from exc
+        _split_url(value, ("redis", "rediss"))
         return value
 
     @model_validator(mode="after")

@@ -143,14 +143,7 @@ class AiohttpUpstreamClient:
         attempts = 1 if method in _RETRIED_BY_AIOHTTP else 2
         for attempt in range(attempts):
             try:
-                response = await self.session.request(
-                    method,
-                    url,
-                    headers=str_headers,
-                    allow_redirects=False,
-                    compress=None,
-                    auto_decompress=False,
-                )
+                response = await self._send(method, url, str_headers, None, self._timeout)
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 retriable = not isinstance(exc, aiohttp.ClientConnectorError)
                 if retriable and attempt + 1 < attempts:
@@ -160,6 +153,25 @@ class AiohttpUpstreamClient:
                 raise translate(exc) from exc
             return AiohttpResponse(response, None)
         raise UpstreamProtocolError("unreachable")  # pragma: no cover - loop always returns/raises
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        headers: list[tuple[str, str]],
+        data: AsyncIterable[bytes] | None,
+        timeouts: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        return await self.session.request(
+            method,
+            url,
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+            compress=None,
+            auto_decompress=False,
+            timeout=timeouts,
+        )
 
     async def _upload(
         self, method: str, url: URL, headers: list[tuple[str, str]], body: AsyncIterable[bytes]
@@ -171,15 +183,8 @@ class AiohttpUpstreamClient:
                 body_then_clock = _then(
                     body, lambda: deadline.reschedule(loop.time() + read_timeout)
                 )
-                response = await self.session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body_then_clock,
-                    allow_redirects=False,
-                    compress=None,
-                    auto_decompress=False,
-                    timeout=self._upload_timeout,
+                response = await self._send(
+                    method, url, headers, body_then_clock, self._upload_timeout
                 )
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
             raise translate(exc) from exc

@@ -14,7 +14,7 @@ import contextlib
 import aiohttp
 from yarl import URL
 
-from sidecar.errors import UpstreamError
+from sidecar.errors import UpstreamError, error_response
 from sidecar.headers import request_headers
 from sidecar.metrics import ProxyMetrics
 from sidecar.settings import Settings
@@ -83,17 +83,9 @@ class WebSocketProxy:
 
     async def _refuse(self, scope: Scope, send: Send, status: int, reason: str) -> None:
         if "websocket.http.response" in (scope.get("extensions") or {}):
-            body = f"streamproxy: {reason.replace('_', ' ')}\n".encode()
+            status, headers, body = error_response(status, reason)
             await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"text/plain; charset=utf-8"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"x-streamproxy-error", reason.encode()),
-                    ],
-                }
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
             )
             await send({"type": "websocket.http.response.body", "body": body})
         else:
