@@ -16,6 +16,7 @@ Run: `python -m tests.upstream_app --port N [--keep-alive S]`. Routes:
                                    "recent": the last 256 HTTP targets received (path?query)
     /set-cookie-once               Set-Cookie: session=..., to check no cookie jar exists
     /ws                            websocket echo; text "close:CODE" makes the app close with CODE
+    /ws-refuse                     websocket handshake refused by the app (403)
 """
 
 from __future__ import annotations
@@ -180,7 +181,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 "path": path,
                 "raw_path": scope["raw_path"].decode("latin-1"),
                 "query": scope["query_string"].decode("latin-1"),
-                "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]],
+                "headers": [
+                    [n.decode("latin-1"), v.decode("latin-1")] for n, v in scope["headers"]
+                ],
                 "body_bytes": size,
                 "body_sha256": sha,
                 "client": list(scope["client"] or ()),
@@ -208,6 +211,9 @@ async def stream(send: Send, total: int, chunked: bool) -> None:
 async def websocket_echo(scope: Scope, receive: Receive, send: Send) -> None:
     message = await receive()
     if message["type"] != "websocket.connect":
+        return
+    if scope["path"] == "/ws-refuse":
+        await send({"type": "websocket.close", "code": 1008})
         return
     offered = scope.get("subprotocols") or []
     await send({"type": "websocket.accept", "subprotocol": offered[0] if offered else None})

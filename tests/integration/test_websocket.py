@@ -8,6 +8,7 @@ the proxy in both directions.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -112,3 +113,49 @@ def test_websocket_session_counts_once(
         assert ws.recv(timeout=TIMEOUT) == b"\x00binary"
     wait_until(lambda: dedicated.status().json()["counter"] >= 1, 5, "the handshake to count")
     assert dedicated.status().json()["counter"] == 1
+
+
+def test_handshake_refused_by_the_app_passes_its_status(proxy: Proxy) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(proxy, "/ws-refuse"), open_timeout=TIMEOUT)
+    assert refused.value.response.status_code == 403
+    assert proxy.proc.poll() is None
+
+
+def test_app_dying_mid_session_closes_the_client_promptly(
+    upstream_factory: Callable[..., Upstream], proxy_factory: Callable[..., Proxy]
+) -> None:
+    app = upstream_factory()
+    dedicated = proxy_factory(app.url)
+    with connect(ws_url(dedicated), open_timeout=TIMEOUT) as ws:
+        ws.send("alive")
+        assert ws.recv(timeout=TIMEOUT) == "alive"
+        app.proc.kill()  # no close frame: an abnormal closure
+        app.proc.wait(timeout=10)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1011  # 1006 is never sent on the wire
+    assert dedicated.proc.poll() is None
+
+
+def test_open_websocket_is_closed_at_shutdown_on_both_sides(
+    upstream: Upstream, proxy_factory: Callable[..., Proxy]
+) -> None:
+    dedicated = proxy_factory(upstream.url)
+    with connect(ws_url(dedicated), open_timeout=TIMEOUT) as ws:
+        ws.send("before shutdown")
+        assert ws.recv(timeout=TIMEOUT) == "before shutdown"
+        sent_at = time.monotonic()
+        dedicated.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1012  # service restart: reconnect elsewhere
+    wait_until(
+        lambda: upstream.stats().get("ws_client_close_code") == 1012,
+        TIMEOUT,
+        "the app to see the session end",
+    )
+    assert dedicated.wait(timeout=20) == 0
+    assert time.monotonic() - sent_at < 10
