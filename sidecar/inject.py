@@ -83,21 +83,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", metavar="FILE|DIR|-", help="manifests; - is stdin")
     parser.add_argument("--image", default=DEFAULT_IMAGE, help=f"sidecar image [{DEFAULT_IMAGE}]")
-    parser.add_argument("--image-pull-policy", default="IfNotPresent",
-                        choices=["Always", "IfNotPresent", "Never"])
-    parser.add_argument("--classic", action="store_true",
-                        help="a classic second container instead of a native sidecar (< 1.29)")
-    parser.add_argument("--upstream-port", type=int, metavar="N",
-                        help="the app's port: sets --upstream http://127.0.0.1:N")
-    parser.add_argument("--redis-password-secret", metavar="NAME:KEY",
-                        help="Secret and key holding the Redis password")
+    parser.add_argument(
+        "--image-pull-policy", default="IfNotPresent", choices=["Always", "IfNotPresent", "Never"]
+    )
+    parser.add_argument(
+        "--classic",
+        action="store_true",
+        help="a classic second container instead of a native sidecar (< 1.29)",
+    )
+    parser.add_argument(
+        "--upstream-port",
+        type=int,
+        metavar="N",
+        help="the app's port: sets --upstream http://127.0.0.1:N",
+    )
+    parser.add_argument(
+        "--redis-password-secret",
+        metavar="NAME:KEY",
+        help="Secret and key holding the Redis password",
+    )
     parser.add_argument("--redis-password", help=argparse.SUPPRESS)
     for kind in ("requests", "limits"):
         for resource in ("cpu", "memory"):
             default = DEFAULT_RESOURCES.get(kind, {}).get(resource, "")
-            parser.add_argument(f"--{resource}-{kind.removesuffix('s')}", metavar="QTY",
-                                default=default,
-                                help=f"sidecar {resource} {kind} [{default or 'none'}]")
+            parser.add_argument(
+                f"--{resource}-{kind.removesuffix('s')}",
+                metavar="QTY",
+                default=default,
+                help=f"sidecar {resource} {kind} [{default or 'none'}]",
+            )
     for name, info in Settings.model_fields.items():
         if name in NOT_OPTIONS:
             continue
@@ -114,10 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
     if args.redis_password is not None:
-        raise ValueError("--redis-password: a password never goes into a manifest; "
-                         "use --redis-password-secret NAME:KEY")
-    given = {name: getattr(args, name) for name in Settings.model_fields
-             if name not in NOT_OPTIONS and hasattr(args, name)}
+        raise ValueError(
+            "--redis-password: a password never goes into a manifest; "
+            "use --redis-password-secret NAME:KEY"
+        )
+    given = {
+        name: getattr(args, name)
+        for name in Settings.model_fields
+        if name not in NOT_OPTIONS and hasattr(args, name)
+    }
     if args.upstream_port is not None:
         if "upstream" in given:
             raise ValueError("--upstream-port and --upstream: give one")
@@ -133,8 +152,11 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
             raise ValueError("--redis-password-secret: expected NAME:KEY")
         secret = (name, key)
     resources = {
-        kind: {res: qty for res in ("cpu", "memory")
-               if (qty := getattr(args, f"{res}_{kind.removesuffix('s')}"))}
+        kind: {
+            res: qty
+            for res in ("cpu", "memory")
+            if (qty := getattr(args, f"{res}_{kind.removesuffix('s')}"))
+        }
         for kind in ("requests", "limits")
     }
     return SidecarSpec(

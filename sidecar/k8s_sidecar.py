@@ -68,11 +68,8 @@ CHART_FILE_HEADER = (
     "# The streamproxy sidecar's fixed parts and variables, rendered by _sidecar.tpl.\n"
 )
 # Key order of the rendered container, for readable output.
-KEY_ORDER = (
-    "name", "image", "imagePullPolicy", "args", "restartPolicy", "ports", "env",
-    "startupProbe", "readinessProbe", "livenessProbe", "resources", "securityContext",
-    "terminationMessagePolicy",
-)
+_FIRST_KEYS = ["name", "image", "imagePullPolicy", "args", "restartPolicy", "ports", "env"]
+KEY_ORDER = [*_FIRST_KEYS, *PROBES, "resources", "securityContext", "terminationMessagePolicy"]
 
 
 @dataclass(frozen=True)
@@ -113,16 +110,11 @@ def go_number(value: float) -> str:
 def env_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return go_number(value)
-    return str(value)
+    return go_number(value) if isinstance(value, float) else str(value)
 
 
 def chart_value(setting: str) -> str:
-    """The chart value of a setting: `redis_url` -> `redis.url`, `drain_seconds` ->
-    `proxy.drainSeconds`."""
+    """The chart value of a setting: `redis_url` -> `redis.url`, `x_y` -> `proxy.xY`."""
     group = "redis" if setting.startswith("redis_") else "proxy"
     head, *rest = setting.removeprefix(f"{group}_").split("_")
     return f"{group}.{head}{''.join(part.title() for part in rest)}"
@@ -153,8 +145,12 @@ def chart_file() -> str:
         "args": ["run"],
         "ports": [{"name": name, "setting": setting} for name, setting in PORTS],
         "probes": {
-            probe: {"path": path, "periodSeconds": period, "timeoutSeconds": timeout,
-                    "failureThreshold": failures}
+            probe: {
+                "path": path,
+                "periodSeconds": period,
+                "timeoutSeconds": timeout,
+                "failureThreshold": failures,
+            }
             for probe, (path, period, timeout, failures) in PROBES.items()
         },
         "securityContext": to_dict(SECURITY_CONTEXT),
@@ -177,8 +173,8 @@ def sidecar_env(spec: SidecarSpec) -> list[k8s.V1EnvVar]:
             if spec.password_secret:
                 secret, key = spec.password_secret
                 selector = k8s.V1SecretKeySelector(name=secret, key=key)
-                env.append(k8s.V1EnvVar(name=row["name"],
-                                    value_from=k8s.V1EnvVarSource(secret_key_ref=selector)))
+                value_from = k8s.V1EnvVarSource(secret_key_ref=selector)
+                env.append(k8s.V1EnvVar(name=row["name"], value_from=value_from))
             continue
         value = getattr(spec.settings, row["setting"])
         if value is None or value == "":
@@ -194,6 +190,11 @@ def _probe(path: str, period: int, timeout: int, failures: int, *, port: int) ->
         timeout_seconds=timeout,
         failure_threshold=failures,
     )
+
+
+def _resources(resources: dict[str, dict[str, str]]) -> k8s.V1ResourceRequirements | None:
+    requests, limits = resources.get("requests"), resources.get("limits")
+    return k8s.V1ResourceRequirements(requests=requests, limits=limits) if resources else None
 
 
 def sidecar_container(spec: SidecarSpec) -> k8s.V1Container:
@@ -213,10 +214,7 @@ def sidecar_container(spec: SidecarSpec) -> k8s.V1Container:
         startup_probe=_probe(*PROBES["startupProbe"], port=admin),
         readiness_probe=_probe(*PROBES["readinessProbe"], port=admin),
         liveness_probe=_probe(*PROBES["livenessProbe"], port=admin),
-        resources=k8s.V1ResourceRequirements(
-            requests=spec.resources.get("requests") or None,
-            limits=spec.resources.get("limits") or None,
-        ) if spec.resources else None,
+        resources=_resources(spec.resources),
         security_context=SECURITY_CONTEXT,
         termination_message_policy=TERMINATION_MESSAGE_POLICY,
     )
@@ -248,15 +246,13 @@ def parse_pod_spec(raw: dict[str, Any]) -> k8s.V1PodSpec:
     return parsed
 
 
-# Into a pod spec
-
-
 def _remove_sidecar(pod: dict[str, Any]) -> bool:
     found = False
     for key in ("initContainers", "containers"):
         if isinstance(pod.get(key), list):
-            kept = [c for c in pod[key]
-                    if not (isinstance(c, dict) and c.get("name") == CONTAINER_NAME)]
+            kept = [
+                c for c in pod[key] if not (isinstance(c, dict) and c.get("name") == CONTAINER_NAME)
+            ]
             found = found or len(kept) != len(pod[key])
             pod[key] = kept
     if pod.get("initContainers") == []:

@@ -125,15 +125,11 @@ def workload_pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def sidecar(docs: list[dict[str, Any]]) -> dict[str, Any]:
     spec = workload_pod_spec(docs)
     found = [
-        c
-        for c in spec.get("initContainers", []) + spec["containers"]
-        if c["name"] == "streamproxy"
+        c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == "streamproxy"
     ]
     assert len(found) == 1, f"expected one streamproxy container, found {len(found)}"
     return found[0]
 
 
 def env_map(container: dict[str, Any]) -> dict[str, Any]:
-    return {
-        var["name"]: var.get("value", var.get("valueFrom")) for var in container.get("env", [])
-    }
+    return {var["name"]: var.get("value", var.get("valueFrom")) for var in container.get("env", [])}

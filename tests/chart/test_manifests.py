@@ -47,12 +47,21 @@ def test_kustomization_builds_and_validates() -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     built = subprocess.run(
         [kubectl(), "kustomize", str(MANIFESTS)],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     docs = [doc for doc in yaml.safe_load_all(built) if doc]
     kinds = sorted(doc["kind"] for doc in docs)
-    assert kinds == ["Deployment", "Deployment", "Namespace", "Service", "Service",
-                     "ServiceAccount"]
+    assert kinds == [
+        "Deployment",
+        "Deployment",
+        "Namespace",
+        "Service",
+        "Service",
+        "ServiceAccount",
+    ]
     for doc in docs:
         if doc["kind"] == "Namespace":
             labels = doc["metadata"]["labels"]

@@ -50,12 +50,19 @@ def get(url: str) -> tuple[int, bytes]:
 @pytest.fixture
 def pod() -> Iterator[dict[str, Any]]:
     proxy_port, admin_port, app_port = free_port(), free_port(), free_port()
-    docs = render(values={
-        "proxy": {"host": "127.0.0.1", "port": proxy_port, "adminPort": admin_port,
-                  "drainSeconds": 0.5, "shutdownTimeout": 2},
-        "app": {"port": app_port},
-        "redis": {"server": {"enabled": False}},  # the in-process counter: no Redis here
-    })
+    docs = render(
+        values={
+            "proxy": {
+                "host": "127.0.0.1",
+                "port": proxy_port,
+                "adminPort": admin_port,
+                "drainSeconds": 0.5,
+                "shutdownTimeout": 2,
+            },
+            "app": {"port": app_port},
+            "redis": {"server": {"enabled": False}},  # the in-process counter: no Redis here
+        }
+    )
     container = sidecar(docs)
     app = workload_pod_spec(docs)["containers"][0]
     base = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPROXY_")}
@@ -66,8 +73,14 @@ def pod() -> Iterator[dict[str, Any]]:
         subprocess.Popen([streamproxy(), *container["args"]], env={**base, **env}),
     ]
     try:
-        yield {"docs": docs, "sidecar": container, "processes": processes,
-               "proxy": proxy_port, "admin": admin_port, "base_env": base}
+        yield {
+            "docs": docs,
+            "sidecar": container,
+            "processes": processes,
+            "proxy": proxy_port,
+            "admin": admin_port,
+            "base_env": base,
+        }
     finally:
         for proc in processes:
             if proc.poll() is None:
@@ -104,12 +117,20 @@ def test_rendered_pod_serves_probes_traffic_and_helm_test(pod: dict[str, Any]) -
     assert b"/through/the/proxy" in body
 
     # The `helm test` pod's commands, with the Service's name pointed at this machine.
-    local = {f"http://{FULLNAME}:80/": f"http://127.0.0.1:{pod['proxy']}/",
-             f"http://{FULLNAME}:{pod['admin']}/status": f"http://127.0.0.1:{pod['admin']}/status"}
+    local = {
+        f"http://{FULLNAME}:80/": f"http://127.0.0.1:{pod['proxy']}/",
+        f"http://{FULLNAME}:{pod['admin']}/status": f"http://127.0.0.1:{pod['admin']}/status",
+    }
     for container in find(pod["docs"], "Pod")["spec"]["containers"]:
         args = [local.get(arg, arg) for arg in container["args"]]
-        check = subprocess.run([streamproxy(), *args], capture_output=True, text=True,
-                               timeout=30, env=pod["base_env"], check=False)
+        check = subprocess.run(
+            [streamproxy(), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=pod["base_env"],
+            check=False,
+        )
         assert check.returncode == 0, check.stdout + check.stderr
 
     # SIGTERM: readiness fails at once, then a clean exit well within the grace period.

@@ -131,8 +131,12 @@ def test_env_defaults() -> None:
     assert env["STREAMPROXY_ACCESS_LOG"] == "false"
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     # Unset settings are left to the binary's defaults, not rendered as empty strings.
-    for unset in ("STREAMPROXY_ADMIN_HOST", "STREAMPROXY_REDIS_PASSWORD",
-                  "STREAMPROXY_REDIS_USERNAME", "STREAMPROXY_REDIS_SENTINELS"):
+    for unset in (
+        "STREAMPROXY_ADMIN_HOST",
+        "STREAMPROXY_REDIS_PASSWORD",
+        "STREAMPROXY_REDIS_USERNAME",
+        "STREAMPROXY_REDIS_SENTINELS",
+    ):
         assert unset not in env
     assert all(isinstance(v, (str, dict)) for v in env.values())
 
@@ -152,15 +156,30 @@ def test_env_every_proxy_value() -> None:
     values = {
         "app": {"port": 3000},
         "proxy": {
-            "host": "::", "adminHost": "0.0.0.0", "connectTimeout": 2.5, "readTimeout": 300,
-            "keepaliveTimeout": 30, "upstreamPoolSize": 64, "upstreamKeepalive": 2,
+            "host": "::",
+            "adminHost": "0.0.0.0",
+            "connectTimeout": 2.5,
+            "readTimeout": 300,
+            "keepaliveTimeout": 30,
+            "upstreamPoolSize": 64,
+            "upstreamKeepalive": 2,
             "upstreamClient": "h1",
-            "healthInterval": 0.5, "counterKey": "k", "flushInterval": 1,
-            "drainSeconds": 0, "shutdownTimeout": 10, "logLevel": "debug", "accessLog": True,
+            "healthInterval": 0.5,
+            "counterKey": "k",
+            "flushInterval": 1,
+            "drainSeconds": 0,
+            "shutdownTimeout": 10,
+            "logLevel": "debug",
+            "accessLog": True,
         },
-        "redis": {"url": "rediss://r:6380", "caFile": "/ca/ca.crt", "cluster": True,
-                  "sentinels": "s1:26379,s2:26379", "sentinelMaster": "mymaster",
-                  "server": {"enabled": False}},
+        "redis": {
+            "url": "rediss://r:6380",
+            "caFile": "/ca/ca.crt",
+            "cluster": True,
+            "sentinels": "s1:26379,s2:26379",
+            "sentinelMaster": "mymaster",
+            "server": {"enabled": False},
+        },
     }
     env = env_map(sidecar(render(values=values)))
     assert env == {
@@ -229,10 +248,12 @@ def test_service_targets_only_the_sidecar() -> None:
     assert app["ports"][0]["containerPort"] == 3000
     assert 3000 not in {p["targetPort"] for p in ports}
     assert service["spec"]["selector"] == {
-        "app.kubernetes.io/name": "streamproxy", "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/name": "streamproxy",
+        "app.kubernetes.io/instance": RELEASE,
     }
-    node = find(render(values={"service": {"type": "NodePort", "nodePort": 30080}}),
-                "Service", FULLNAME)
+    node = find(
+        render(values={"service": {"type": "NodePort", "nodePort": 30080}}), "Service", FULLNAME
+    )
     assert node["spec"]["ports"][0]["nodePort"] == 30080
     hidden = find(render(values={"service": {"exposeAdmin": False}}), "Service", FULLNAME)
     assert [p["targetPort"] for p in hidden["spec"]["ports"]] == [15000]
@@ -256,17 +277,30 @@ def test_custom_app() -> None:
     assert app["args"] == ["--listen", "127.0.0.1:3000"]
     assert app["env"] == [{"name": "GREETING", "value": "hello"}]
     assert app["readinessProbe"] == {"tcpSocket": {"port": 3000}}
-    assert env_map(sidecar([{"kind": "Deployment", "metadata": {"name": FULLNAME},
-                             "spec": {"template": {"spec": spec}}}]))[
-        "STREAMPROXY_UPSTREAM"] == "http://127.0.0.1:3000"
+    assert (
+        env_map(
+            sidecar(
+                [
+                    {
+                        "kind": "Deployment",
+                        "metadata": {"name": FULLNAME},
+                        "spec": {"template": {"spec": spec}},
+                    }
+                ]
+            )
+        )["STREAMPROXY_UPSTREAM"]
+        == "http://127.0.0.1:3000"
+    )
 
 
 @pytest.mark.parametrize(
     ("sleep", "drain", "shutdown"), [(5, 5, 30), (0, 0, 0), (10, 12.5, 60), (0, 0.2, 0.3)]
 )
 def test_grace_period_covers_drain_and_shutdown(sleep: int, drain: float, shutdown: float) -> None:
-    values = {"app": {"preStopSleepSeconds": sleep},
-              "proxy": {"drainSeconds": drain, "shutdownTimeout": shutdown}}
+    values = {
+        "app": {"preStopSleepSeconds": sleep},
+        "proxy": {"drainSeconds": drain, "shutdownTimeout": shutdown},
+    }
     spec = workload_pod_spec(render(values=values))
     grace = spec["terminationGracePeriodSeconds"]
     assert isinstance(grace, int)
@@ -294,7 +328,8 @@ def test_labels_and_selectors() -> None:
         assert "app.kubernetes.io/version" in labels
     deployment = find(docs, "Deployment", FULLNAME)
     assert deployment["spec"]["selector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "streamproxy", "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/name": "streamproxy",
+        "app.kubernetes.io/instance": RELEASE,
     }
 
 
@@ -306,17 +341,33 @@ def test_fullname_truncated_to_63() -> None:
 
 def test_default_objects() -> None:
     assert sorted(kinds(render())) == [
-        "Deployment", "Deployment", "Pod", "Service", "Service", "ServiceAccount",
+        "Deployment",
+        "Deployment",
+        "Pod",
+        "Service",
+        "Service",
+        "ServiceAccount",
     ]
 
 
 def test_all_optional_features() -> None:
     docs = render(files=(CHART / "ci" / "all-features-values.yaml",))
-    assert sorted(kinds(docs)) == sorted([
-        "ServiceAccount", "PersistentVolumeClaim", "Service", "Service", "Deployment",
-        "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy", "NetworkPolicy",
-        "PodDisruptionBudget", "ServiceMonitor", "Pod",
-    ])
+    assert sorted(kinds(docs)) == sorted(
+        [
+            "ServiceAccount",
+            "PersistentVolumeClaim",
+            "Service",
+            "Service",
+            "Deployment",
+            "Deployment",
+            "HorizontalPodAutoscaler",
+            "NetworkPolicy",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "ServiceMonitor",
+            "Pod",
+        ]
+    )
     assert "replicas" not in find(docs, "Deployment", FULLNAME)["spec"]  # the HPA owns it
     monitor = find(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "admin"
@@ -337,7 +388,8 @@ def test_network_policy_keeps_admin_port_inside_namespace() -> None:
     assert admin_rule["from"][1]["namespaceSelector"]  # ...plus the listed peers
     redis = find(docs, "NetworkPolicy", f"{FULLNAME}-redis")
     assert redis["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
-        "app.kubernetes.io/name": "streamproxy", "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/name": "streamproxy",
+        "app.kubernetes.io/instance": RELEASE,
     }
 
 
@@ -360,8 +412,9 @@ def test_in_chart_redis() -> None:
     assert find(docs, "PersistentVolumeClaim")["spec"]["resources"]["requests"] == {
         "storage": "2Gi"
     }
-    image = render(values={"redis": {"server": {"image": {"repository": "valkey/valkey",
-                                                          "tag": "8"}}}})
+    image = render(
+        values={"redis": {"server": {"image": {"repository": "valkey/valkey", "tag": "8"}}}}
+    )
     redis = find(image, "Deployment", f"{FULLNAME}-redis")
     assert redis["spec"]["template"]["spec"]["containers"][0]["image"] == "valkey/valkey:8"
 
@@ -389,8 +442,7 @@ def test_notes_have_port_forward_and_curl() -> None:
         "install", RELEASE, str(CHART), "--dry-run=client", "--namespace", "streamproxy"
     ).stdout
     assert (
-        f"kubectl --namespace streamproxy port-forward deployment/{FULLNAME} 15020:15020 &"
-        in notes
+        f"kubectl --namespace streamproxy port-forward deployment/{FULLNAME} 15020:15020 &" in notes
     )
     assert "curl -s http://127.0.0.1:15020/status" in notes
     assert f"port-forward service/{FULLNAME} 8080:80 &" in notes

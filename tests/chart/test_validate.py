@@ -49,8 +49,10 @@ def test_ci_scenarios_validate(values: Path, version: str) -> None:
 @pytest.mark.parametrize("version", CLASSIC_VERSIONS)
 def test_classic_mode_validates_on_old_clusters(version: str) -> None:
     docs = render(
-        files=(CHART / "ci" / "classic-sidecar-values.yaml",
-               CHART / "ci" / "all-features-values.yaml"),
+        files=(
+            CHART / "ci" / "classic-sidecar-values.yaml",
+            CHART / "ci" / "all-features-values.yaml",
+        ),
         values={"proxy": {"nativeSidecar": False}},
         kube_version=version,
     )

@@ -42,7 +42,7 @@ def documented_keys(text: str) -> dict[str, str]:
         stack.append((indent, match["key"]))
         starts = [i for i, text in enumerate(comments) if text.startswith("--")]
         if starts:
-            words = " ".join(comments[starts[-1]:]).removeprefix("--").split()
+            words = " ".join(comments[starts[-1] :]).removeprefix("--").split()
             found[path] = " ".join(words)
         comments = []
     return found

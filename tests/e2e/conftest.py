@@ -47,8 +47,18 @@ def cluster(
     keep = keep_cluster(request.config)
     try:
         if CLUSTER not in run([kind, "get", "clusters"]).stdout.split():
-            run([kind, "create", "cluster", "--config", str(ROOT / "kind-config.yaml"),
-                 "--wait", "180s"], timeout=900)
+            run(
+                [
+                    kind,
+                    "create",
+                    "cluster",
+                    "--config",
+                    str(ROOT / "kind-config.yaml"),
+                    "--wait",
+                    "180s",
+                ],
+                timeout=900,
+            )
         kubeconfig = tmp_path_factory.mktemp("kind") / "kubeconfig"
         kubeconfig.write_text(run([kind, "get", "kubeconfig", "--name", CLUSTER]).stdout)
         yield str(kubeconfig)
@@ -84,9 +94,13 @@ def kube(cluster: str, image: str, request: pytest.FixtureRequest) -> Iterator[K
     namespace = f"{slug}-{secrets.token_hex(3)}"
     kube = Kube(cluster, namespace)
     kube.kubectl("create", "namespace", namespace)
-    kube.kubectl("label", "namespace", namespace,
-                 "pod-security.kubernetes.io/enforce=restricted",
-                 "pod-security.kubernetes.io/warn=restricted")
+    kube.kubectl(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )
     try:
         yield kube
     finally:
@@ -96,8 +110,15 @@ def kube(cluster: str, image: str, request: pytest.FixtureRequest) -> Iterator[K
         )
         if failed:
             print(kube.dump_diagnostics(), file=sys.stderr)
-        kube.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=180s",
-                     check=False, timeout=240)
+        kube.kubectl(
+            "delete",
+            "namespace",
+            namespace,
+            "--wait=true",
+            "--timeout=180s",
+            check=False,
+            timeout=240,
+        )
 
 
 @pytest.fixture

@@ -49,10 +49,21 @@ class CommandError(AssertionError):
     pass
 
 
-def run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 600,
-        check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    check: bool = True,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, check=False, input=stdin,
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        input=stdin,
         env={**os.environ, **(env or {})},
     )
     if check and proc.returncode != 0:
@@ -88,9 +99,11 @@ class Kube:
 
     def pods(self, selector: str) -> list[str]:
         items = self.json("pods", "-l", selector)["items"]
-        return sorted(p["metadata"]["name"] for p in items
-                      if p["status"].get("phase") == "Running"
-                      and not p["metadata"].get("deletionTimestamp"))
+        return sorted(
+            p["metadata"]["name"]
+            for p in items
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        )
 
     def dump_diagnostics(self) -> str:
         """Events, describe output and logs of every pod: what a failed test leaves behind."""
@@ -106,8 +119,16 @@ class Kube:
         proc = self.kubectl("get", "pods", "-o", "name", check=False, timeout=60)
         for pod in proc.stdout.split():
             for previous in ("", "--previous"):
-                logs = self.kubectl("logs", pod, "--all-containers", "--prefix", "--tail=200",
-                                    *([previous] if previous else []), check=False, timeout=60)
+                logs = self.kubectl(
+                    "logs",
+                    pod,
+                    "--all-containers",
+                    "--prefix",
+                    "--tail=200",
+                    *([previous] if previous else []),
+                    check=False,
+                    timeout=60,
+                )
                 if logs.stdout.strip() or not previous:
                     parts.append(f"===== logs {pod} {previous}\n{logs.stdout}{logs.stderr}")
         return "\n".join(parts)
@@ -120,7 +141,9 @@ def port_forward(kube: Kube, target: str, remote_port: int) -> Iterator[int]:
     assert kubectl is not None
     proc = subprocess.Popen(
         [kubectl, "--namespace", kube.namespace, "port-forward", target, f":{remote_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         env={**os.environ, **kube.env},
     )
     assert proc.stdout is not None

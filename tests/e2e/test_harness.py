@@ -31,8 +31,12 @@ def test_kind_config_pins_a_native_sidecar_capable_node_image() -> None:
         assert match, node["image"]
         assert int(match.group(1)) >= 29
     mappings = config["nodes"][0]["extraPortMappings"]
-    assert {"containerPort": NODE_PORT, "hostPort": NODE_PORT, "listenAddress": "127.0.0.1",
-            "protocol": "TCP"} in mappings
+    assert {
+        "containerPort": NODE_PORT,
+        "hostPort": NODE_PORT,
+        "listenAddress": "127.0.0.1",
+        "protocol": "TCP",
+    } in mappings
 
 
 @pytest.mark.parametrize("sets", SET_VALUES, ids=lambda sets: ",".join(sets))
@@ -51,8 +55,9 @@ def test_suite_values_render_and_validate(sets: tuple[str, ...]) -> None:
 
 
 def test_injected_job_is_valid() -> None:
-    proc = subprocess.run(INJECT_JOB, input=JOB, capture_output=True, text=True, check=True,
-                          cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        INJECT_JOB, input=JOB, capture_output=True, text=True, check=True, cwd=ROOT, timeout=60
+    )
     assert "job/e2e-job injected (native sidecar" in proc.stderr
     job = yaml.safe_load(proc.stdout)
     kubernetes_validate.validate(job, "1.35.0", strict=True)
@@ -61,6 +66,7 @@ def test_injected_job_is_valid() -> None:
 
 
 # A stand-in kubectl: port-forward prints what kubectl prints, anything else echoes its args.
+
 
 class _Status(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:

@@ -68,13 +68,28 @@ spec:
             readOnlyRootFilesystem: true
             capabilities: {{drop: ["ALL"]}}
 """
-INJECT_JOB = [sys.executable, "-m", "sidecar", "inject",
-              "--image", f"{IMAGE_REPOSITORY}:{IMAGE_TAG}", "-"]
+INJECT_JOB = [
+    sys.executable,
+    "-m",
+    "sidecar",
+    "inject",
+    "--image",
+    f"{IMAGE_REPOSITORY}:{IMAGE_TAG}",
+    "-",
+]
 
 
 def install(kube: Kube, chart: Path, *sets: str, command: str = "install") -> None:
-    args = [command, RELEASE, str(chart), "--wait", "--timeout", "5m",
-            "--set", f"image.tag={IMAGE_TAG}"]
+    args = [
+        command,
+        RELEASE,
+        str(chart),
+        "--wait",
+        "--timeout",
+        "5m",
+        "--set",
+        f"image.tag={IMAGE_TAG}",
+    ]
     if command == "upgrade":
         args.append("--reuse-values")
     for item in sets:
@@ -108,8 +123,11 @@ def test_traffic_through_the_service_shares_one_count(kube: Kube, chart: Path) -
     install(kube, chart, *BEHIND_NODE_PORT)
     sent = 60
     for i in range(sent):
-        response = wait_for(lambda i=i: http_get(f"http://127.0.0.1:{NODE_PORT}/e2e/{i}"),
-                            30, what="a request through the NodePort")
+        response = wait_for(
+            lambda i=i: http_get(f"http://127.0.0.1:{NODE_PORT}/e2e/{i}"),
+            30,
+            what="a request through the NodePort",
+        )
         assert response.status == 200, response.body
     pods = kube.pods(SELECTOR)
     assert len(pods) == 2
@@ -158,9 +176,15 @@ def test_rolling_upgrade_under_steady_traffic_fails_no_request(kube: Kube, chart
         install(kube, chart, *ROLLOUT, command="upgrade")
         kube.kubectl("rollout", "status", f"deployment/{FULLNAME}", "--timeout=5m", timeout=330)
         # Keep going until the old pods are gone, not merely unready.
-        wait_for(lambda: not (before & set(kube.pods(SELECTOR)))
-                 and len(kube.json("pods", "-l", SELECTOR)["items"]) == 2,
-                 240, interval=2, what="old pods to terminate")
+        wait_for(
+            lambda: (
+                not (before & set(kube.pods(SELECTOR)))
+                and len(kube.json("pods", "-l", SELECTOR)["items"]) == 2
+            ),
+            240,
+            interval=2,
+            what="old pods to terminate",
+        )
         time.sleep(3)
     finally:
         stop.set()
@@ -172,12 +196,12 @@ def test_rolling_upgrade_under_steady_traffic_fails_no_request(kube: Kube, chart
 
 def test_injected_job_completes_with_native_sidecar(kube: Kube) -> None:
     """`streamproxy inject` on a Job: the sidecar starts first, and the Job still completes."""
-    injected = subprocess.run(INJECT_JOB, input=JOB, capture_output=True, text=True,
-                              check=True, cwd=ROOT, timeout=60)
+    injected = subprocess.run(
+        INJECT_JOB, input=JOB, capture_output=True, text=True, check=True, cwd=ROOT, timeout=60
+    )
     assert "job/e2e-job injected (native sidecar" in injected.stderr
     kube.kubectl("apply", "-f", "-", stdin=injected.stdout)
-    kube.kubectl("wait", "--for=condition=complete", "job/e2e-job", "--timeout=180s",
-                 timeout=200)
+    kube.kubectl("wait", "--for=condition=complete", "job/e2e-job", "--timeout=180s", timeout=200)
     pod = kube.json("pods", "-l", "job-name=e2e-job")["items"][0]
     assert pod["status"]["phase"] == "Succeeded"
     assert [c["name"] for c in pod["spec"]["initContainers"]] == ["streamproxy"]
@@ -189,8 +213,11 @@ def test_classic_sidecar(kube: Kube, chart: Path) -> None:
     assert [c["name"] for c in pod["spec"]["containers"]] == ["app", "streamproxy"]
     assert all(c["ready"] for c in pod["status"]["containerStatuses"])
     with port_forward(kube, f"service/{FULLNAME}", 80) as port:
-        response = wait_for(lambda: http_get(f"http://127.0.0.1:{port}/classic"), 30,
-                            what="a request through the proxy")
+        response = wait_for(
+            lambda: http_get(f"http://127.0.0.1:{port}/classic"),
+            30,
+            what="a request through the proxy",
+        )
     assert response.status == 200
 
 
@@ -198,8 +225,7 @@ def test_plain_manifests(kube: Kube) -> None:
     """manifests/ (the chart's defaults, image streamproxy:<appVersion>) work without Helm."""
     kube.kubectl("apply", "-f", str(ROOT / "manifests" / "streamproxy.yaml"))
     for deployment in ("streamproxy-redis", "streamproxy"):
-        kube.kubectl("rollout", "status", f"deployment/{deployment}", "--timeout=5m",
-                     timeout=330)
+        kube.kubectl("rollout", "status", f"deployment/{deployment}", "--timeout=5m", timeout=330)
     with port_forward(kube, "deployment/streamproxy", 15020) as port:
         status = wait_for(lambda: status_via(port), 60, what="/status 200")
     assert status["redis"] == "up"

@@ -23,8 +23,16 @@ def golden_paths(case: Path) -> tuple[Path, Path]:
 
 def test_cases_cover_every_workload_kind() -> None:
     text = "".join(path.read_text() for path in CASES)
-    for kind in ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob",
-                 "List"):
+    for kind in (
+        "Pod",
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "Job",
+        "CronJob",
+        "List",
+    ):
         assert f"kind: {kind}\n" in text or f'"kind": "{kind}"' in text, kind
 
 

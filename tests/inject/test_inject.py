@@ -43,8 +43,7 @@ def test_stdin_files_and_directories(tmp_path: Path) -> None:
     names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(result.stdout)]
     assert names == ["b", "d", "c"]
     assert result.stderr.splitlines() == [
-        f"pod/{n} injected (native sidecar; terminationGracePeriodSeconds 30 -> 40)"
-        for n in names
+        f"pod/{n} injected (native sidecar; terminationGracePeriodSeconds 30 -> 40)" for n in names
     ]
     whole_dir = run_inject(str(tmp_path))
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(whole_dir.stdout)] == ["a", "c", "b"]
@@ -74,10 +73,23 @@ def test_environment_does_not_leak_into_manifests(monkeypatch: pytest.MonkeyPatc
 
 def test_options_reach_the_container() -> None:
     result = run_inject(
-        "--upstream-port", "3000", "--redis-url", "redis://r:6379/0",
-        "--redis-password-secret", "redis:pw", "--read-timeout", "2.5", "--access-log",
-        "--image", "reg.example/sp:1", "--image-pull-policy", "Always", "--memory-limit", "",
-        "-", stdin=POD.format(name="p"),
+        "--upstream-port",
+        "3000",
+        "--redis-url",
+        "redis://r:6379/0",
+        "--redis-password-secret",
+        "redis:pw",
+        "--read-timeout",
+        "2.5",
+        "--access-log",
+        "--image",
+        "reg.example/sp:1",
+        "--image-pull-policy",
+        "Always",
+        "--memory-limit",
+        "",
+        "-",
+        stdin=POD.format(name="p"),
     )
     assert result.code == 0, result.stderr
     sidecar = yaml.safe_load(result.stdout)["spec"]["initContainers"][0]
@@ -144,7 +156,10 @@ def test_empty_documents_are_dropped() -> None:
 def test_cli_dispatches_inject() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sidecar", "inject", str(TESTDATA / "json.input.json")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == (TESTDATA / "json.golden.yaml").read_text()
@@ -152,8 +167,18 @@ def test_cli_dispatches_inject() -> None:
 
 @pytest.mark.parametrize(
     ("value", "spelled"),
-    [(5.0, "5"), (0.2, "0.2"), (60.0, "60"), (2.5, "2.5"), (123456.0, "123456"),
-     (1e6, "1e+06"), (1234567.0, "1.234567e+06"), (0.0001, "0.0001"), (1e-05, "1e-05"), (0, "0")],
+    [
+        (5.0, "5"),
+        (0.2, "0.2"),
+        (60.0, "60"),
+        (2.5, "2.5"),
+        (123456.0, "123456"),
+        (1e6, "1e+06"),
+        (1234567.0, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (1e-05, "1e-05"),
+        (0, "0"),
+    ],
 )
 def test_numbers_spelled_like_helm(value: float, spelled: str) -> None:
     assert go_number(value) == spelled

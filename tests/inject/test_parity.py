@@ -27,29 +27,51 @@ spec:
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {"settings": {}},
-    "in-chart-redis": {"settings": {"redis_url": "redis://demo-streamproxy-redis:6379/0"},
-                       "in_chart_redis": True},
+    "in-chart-redis": {
+        "settings": {"redis_url": "redis://demo-streamproxy-redis:6379/0"},
+        "in_chart_redis": True,
+    },
     "classic": {"settings": {"drain_seconds": 10.0}, "native": False},
     "external-redis-secret": {
-        "settings": {"redis_url": "rediss://r.example:6380/2", "redis_username": "sp",
-                     "redis_ca_file": "/ca/ca.crt", "counter_key": "shop:requests"},
+        "settings": {
+            "redis_url": "rediss://r.example:6380/2",
+            "redis_username": "sp",
+            "redis_ca_file": "/ca/ca.crt",
+            "counter_key": "shop:requests",
+        },
         "secret": ("redis-auth", "password"),
     },
     "every-setting": {
         "settings": {
-            "upstream_port": 3000, "host": "::", "port": 16000, "admin_host": "0.0.0.0",
-            "admin_port": 16020, "connect_timeout": 2.5, "read_timeout": 1e6,
-            "keepalive_timeout": 30.0, "upstream_pool_size": 64, "upstream_keepalive": 0.5,
-            "upstream_client": "h1", "health_interval": 0.25, "redis_url": "redis://r:6379",
-            "redis_sentinels": "s1:26379,s2:26379", "redis_sentinel_master": "main",
-            "redis_cluster": True, "flush_interval": 0.05, "drain_seconds": 0.0,
-            "shutdown_timeout": 12.5, "log_level": "debug", "access_log": True,
+            "upstream_port": 3000,
+            "host": "::",
+            "port": 16000,
+            "admin_host": "0.0.0.0",
+            "admin_port": 16020,
+            "connect_timeout": 2.5,
+            "read_timeout": 1e6,
+            "keepalive_timeout": 30.0,
+            "upstream_pool_size": 64,
+            "upstream_keepalive": 0.5,
+            "upstream_client": "h1",
+            "health_interval": 0.25,
+            "redis_url": "redis://r:6379",
+            "redis_sentinels": "s1:26379,s2:26379",
+            "redis_sentinel_master": "main",
+            "redis_cluster": True,
+            "flush_interval": 0.05,
+            "drain_seconds": 0.0,
+            "shutdown_timeout": 12.5,
+            "log_level": "debug",
+            "access_log": True,
         },
         "native": False,
         "image": ("reg.example/streamproxy", "9.9.9"),
         "pull_policy": "Always",
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
-                      "limits": {"cpu": "1", "memory": "512Mi"}},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
     },
 }
 
@@ -105,8 +127,9 @@ def injected_container(args: list[str]) -> dict[str, Any]:
     result = run_inject(*args, "-", stdin=POD)
     assert result.code == 0, result.stderr
     spec = yaml.safe_load(result.stdout)["spec"]
-    found = [c for c in spec.get("initContainers", []) + spec["containers"]
-             if c["name"] == "streamproxy"]
+    found = [
+        c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == "streamproxy"
+    ]
     assert len(found) == 1
     return found[0]
 
