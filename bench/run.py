@@ -38,6 +38,7 @@ PROXY_CORE = "0"
 LOAD_CORE = "1"
 SMALL_BYTES = 1024
 POST_BYTES = 64 * 1024
+SCENARIOS = ("small64", "small1", "post64k", "download", "upload", "slow")
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Plan:
     slow_seconds: float
     targets: list[str]
     ready_tries: int
+    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
 
 
 FULL = Plan(8, 5, 2, 1 << 30, 6, [], 3)
@@ -167,6 +169,18 @@ def reset_peak(pid: int) -> None:
     for p in tree_pids(pid):
         with contextlib.suppress(OSError):
             Path(f"/proc/{p}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process tree (robust to a noisy, shared machine)."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def peak_mib(pid: int) -> float:
@@ -499,89 +513,99 @@ def run_target(
         log(f"{name}: warm-up")
         wrk(base + "/small", 64, 1)
 
-        # Small GETs at 64 connections (+ Redis commands per 1,000 requests on the first run)
-        runs = []
-        for i in range(plan.repeats):
-            if i == 0 and target.counts_in_redis:
-                redis.reset_stats()
-            if pid:
-                reset_peak(pid)
-            result = wrk(base + "/small", 64, plan.duration)
-            if pid:
-                result["peak_rss_mib"] = peak_mib(pid)
-            if i == 0 and target.counts_in_redis:
-                time.sleep(1.5)  # counts are flushed within about 1 s
-                result["redis_commands"] = redis.commands()
-                if result.get("requests"):
-                    out["redis_per_1000"] = 1000 * result["redis_commands"] / result["requests"]
-            runs.append(result)
-            log(
-                f"{name}: small@64 {result.get('rps', 0):,.0f} req/s"
-                f" p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms"
+        if "small64" in plan.scenarios:
+            # Small GETs at 64 connections (+ Redis commands per 1,000 requests on the first run)
+            runs = []
+            for i in range(plan.repeats):
+                if i == 0 and target.counts_in_redis:
+                    redis.reset_stats()
+                if pid:
+                    reset_peak(pid)
+                    cpu_before = cpu_seconds(pid)
+                result = wrk(base + "/small", 64, plan.duration)
+                if pid:
+                    result["peak_rss_mib"] = peak_mib(pid)
+                    if result.get("requests"):
+                        cpu = cpu_seconds(pid) - cpu_before
+                        result["cpu_us_per_req"] = 1e6 * cpu / result["requests"]
+                if i == 0 and target.counts_in_redis:
+                    time.sleep(1.5)  # counts are flushed within about 1 s
+                    result["redis_commands"] = redis.commands()
+                    if result.get("requests"):
+                        out["redis_per_1000"] = 1000 * result["redis_commands"] / result["requests"]
+                runs.append(result)
+                log(
+                    f"{name}: small@64 {result.get('rps', 0):,.0f} req/s"
+                    f" p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms"
+                    f" CPU/req {result.get('cpu_us_per_req', 0):.1f} us"
+                )
+            out["small64"] = _summary(runs)
+
+        if "small1" in plan.scenarios:
+            runs = []
+            for _ in range(plan.repeats):
+                result = wrk(base + "/small", 1, plan.latency_duration)
+                runs.append(result)
+                log(f"{name}: small@1 p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms")
+            out["small1"] = _summary(runs)
+
+        if "post64k" in plan.scenarios:
+            script = procs.workdir / "post64k.lua"
+            script.write_text(
+                f'wrk.method = "POST"\nwrk.body = string.rep("a", {POST_BYTES})\n'
+                'wrk.headers["Content-Type"] = "application/octet-stream"\n'
             )
-        out["small64"] = _summary(runs)
+            runs = []
+            for _ in range(plan.repeats):
+                if pid:
+                    reset_peak(pid)
+                result = wrk(base + "/sink", 64, plan.duration, script)
+                if pid:
+                    result["peak_rss_mib"] = peak_mib(pid)
+                runs.append(result)
+                log(f"{name}: post64k@64 {result.get('rps', 0):,.0f} req/s")
+            out["post64k"] = _summary(runs)
 
-        runs = []
-        for _ in range(plan.repeats):
-            result = wrk(base + "/small", 1, plan.latency_duration)
-            runs.append(result)
-            log(f"{name}: small@1 p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms")
-        out["small1"] = _summary(runs)
-
-        script = procs.workdir / "post64k.lua"
-        script.write_text(
-            f'wrk.method = "POST"\nwrk.body = string.rep("a", {POST_BYTES})\n'
-            'wrk.headers["Content-Type"] = "application/octet-stream"\n'
-        )
-        runs = []
-        for _ in range(plan.repeats):
-            if pid:
-                reset_peak(pid)
-            result = wrk(base + "/sink", 64, plan.duration, script)
-            if pid:
-                result["peak_rss_mib"] = peak_mib(pid)
-            runs.append(result)
-            log(f"{name}: post64k@64 {result.get('rps', 0):,.0f} req/s")
-        out["post64k"] = _summary(runs)
-
-        out["download"] = _transfers(
-            name,
-            plan,
-            pid,
-            lambda: curl(["--max-time", "60", f"{base}/big?bytes={plan.big_bytes}"], 60),
-            "down",
-            plan.big_bytes,
-        )
-        upload_file = procs.workdir / "upload.bin"
-        if not upload_file.exists():
-            with open(upload_file, "wb") as f:
-                f.truncate(plan.big_bytes)
-
-        def upload() -> dict[str, float]:
-            before = upstream.sunk()
-            result = curl(
-                [
-                    "--max-time",
-                    "60",
-                    "-H",
-                    "Expect:",
-                    "-H",
-                    "Content-Type: application/octet-stream",
-                    "-X",
-                    "POST",
-                    "-T",
-                    str(upload_file),
-                    f"{base}/sink",
-                ],
-                60,
+        if "download" in plan.scenarios:
+            out["download"] = _transfers(
+                name,
+                plan,
+                pid,
+                lambda: curl(["--max-time", "60", f"{base}/big?bytes={plan.big_bytes}"], 60),
+                "down",
+                plan.big_bytes,
             )
-            time.sleep(0.2)
-            result["sink_bytes"] = upstream.sunk() - before
-            return result
+        if "upload" in plan.scenarios:
+            upload_file = procs.workdir / "upload.bin"
+            if not upload_file.exists():
+                with open(upload_file, "wb") as f:
+                    f.truncate(plan.big_bytes)
 
-        out["upload"] = _transfers(name, plan, pid, upload, "up", plan.big_bytes)
+            def upload() -> dict[str, float]:
+                before = upstream.sunk()
+                result = curl(
+                    [
+                        "--max-time",
+                        "60",
+                        "-H",
+                        "Expect:",
+                        "-H",
+                        "Content-Type: application/octet-stream",
+                        "-X",
+                        "POST",
+                        "-T",
+                        str(upload_file),
+                        f"{base}/sink",
+                    ],
+                    60,
+                )
+                time.sleep(0.2)
+                result["sink_bytes"] = upstream.sunk() - before
+                return result
 
-        if pid:
+            out["upload"] = _transfers(name, plan, pid, upload, "up", plan.big_bytes)
+
+        if "slow" in plan.scenarios and pid:
             out["slow_client"] = _slow_client(base, plan, pid)
             out["after_rss_mib"] = rss_mib(pid)
     finally:
@@ -687,15 +711,16 @@ def markdown(report: dict[str, Any]) -> str:
         "Proxy on core 0, load + upstream + sink + Redis on core 1 (`taskset`). "
         "Shared 2-core machine: numbers are noisy.",
         "",
-        "| target | small GET @64 req/s | p50 ms | p99 ms | @1 conn p50 ms | @1 p99 ms "
-        "| 64 KiB POST @64 req/s |",
-        "|---|---|---|---|---|---|---|",
+        "| target | small GET @64 req/s | p50 ms | p99 ms | proxy CPU µs/req "
+        "| @1 conn p50 ms | @1 p99 ms | 64 KiB POST @64 req/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for t in report["targets"]:
         s64, s1, post = t.get("small64", {}), t.get("small1", {}), t.get("post64k", {})
         lines.append(
             f"| {t['target']} | {_fmt(s64.get('rps'))} | {_fmt(s64.get('p50_ms'), 3)} "
-            f"| {_fmt(s64.get('p99_ms'), 3)} | {_fmt(s1.get('p50_ms'), 3)} "
+            f"| {_fmt(s64.get('p99_ms'), 3)} | {_fmt(s64.get('cpu_us_per_req'), 1)} "
+            f"| {_fmt(s1.get('p50_ms'), 3)} "
             f"| {_fmt(s1.get('p99_ms'), 3)} | {_fmt(post.get('rps'))} |"
         )
     lines += [
@@ -740,6 +765,9 @@ def main(argv: list[str] | None = None) -> int:
         default="direct,streamproxy-aiohttp,streamproxy-h1,aiohttp-peer,nginx",
         help="comma-separated: direct, streamproxy-aiohttp, streamproxy-h1, aiohttp-peer, nginx",
     )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of: %(default)s"
+    )
     parser.add_argument("--repeats", type=int, help="runs per measurement")
     parser.add_argument("--duration", type=float, help="seconds per wrk run")
     parser.add_argument("--big-mib", type=int, help="size of the big download/upload")
@@ -750,6 +778,9 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     plan = Plan(**{**plan.__dict__})
     plan.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    plan.scenarios = [x.strip() for x in args.scenarios.split(",") if x.strip()]
+    if unknown := set(plan.scenarios) - set(SCENARIOS):
+        raise SystemExit(f"bench: unknown scenario(s) {sorted(unknown)}")
     if args.repeats:
         plan.repeats = args.repeats
     if args.duration:
@@ -775,6 +806,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs,"
             f" Python {platform.python_version()}",
             "repeats": plan.repeats,
+            "scenarios": plan.scenarios,
             "duration": plan.duration,
             "big_bytes": plan.big_bytes,
             "layout": {

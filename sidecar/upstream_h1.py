@@ -140,11 +140,14 @@ class _BodySender:
 
 
 class H1Response:
-    __slots__ = ("_client", "_conn", "_sender", "headers", "status")
+    __slots__ = ("_client", "_conn", "_sender", "complete", "headers", "status")
 
     def __init__(self, client: H1UpstreamClient, conn: H1Connection, sender: _BodySender | None):
         self.status = conn.status
         self.headers = conn.headers
+        # True once the last body byte has been handed out: the caller may send the chunk it
+        # just got as the final one (`more_body=False`) without another round through body().
+        self.complete = False
         self._client = client
         self._conn: H1Connection | None = conn
         self._sender = sender
@@ -163,9 +166,11 @@ class H1Response:
             if conn.chunks:
                 chunk = conn.take()
                 if conn.complete and not conn.chunks:
+                    self.complete = True
                     self._finish()  # the connection can serve the next request already
                 return chunk
             if conn.complete:
+                self.complete = True
                 self._finish()
                 raise StopAsyncIteration
             error = conn.error
@@ -222,7 +227,7 @@ class H1UpstreamClient:
     ) -> H1Response:
         head, chunked, close = encode_head(method, target, headers, body is not None)
         head_only = method == "HEAD"
-        conn = await self._acquire(fresh=False)
+        conn = self._pop_idle() or await self._acquire(fresh=False)
         try:
             return await self._exchange(conn, head, head_only, close, body, chunked, True)
         except _Retry as retry:
@@ -300,20 +305,8 @@ class H1UpstreamClient:
         while True:
             if self._closed:
                 raise UpstreamConnectError("the upstream client is closed")
-            idle = self._idle
-            if idle and not fresh:
-                expired = loop.time() - self._keepalive
-                while idle:
-                    conn = idle.pop()
-                    if conn.closed:
-                        continue
-                    if conn.idle_since < expired:
-                        conn.abort()
-                        while idle:  # older ones: expired too
-                            idle.pop().abort()
-                        break
-                    conn.idle = False
-                    return conn
+            if not fresh and (conn := self._pop_idle()) is not None:
+                return conn
             if self._count < self._size:
                 self._count += 1
                 try:
@@ -334,6 +327,25 @@ class H1UpstreamClient:
             finally:
                 if not waiter.done():
                     waiter.cancel()
+
+    def _pop_idle(self) -> H1Connection | None:
+        """The newest idle connection still usable (synchronous: the common case)."""
+        idle = self._idle
+        if not idle or self._loop is None:
+            return None
+        expired = self._loop.time() - self._keepalive
+        while idle:
+            conn = idle.pop()
+            if conn.closed:
+                continue
+            if conn.idle_since < expired:
+                conn.abort()
+                while idle:  # older ones: expired too
+                    idle.pop().abort()
+                return None
+            conn.idle = False
+            return conn
+        return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> H1Connection:
         def factory() -> H1Connection:

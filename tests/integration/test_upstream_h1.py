@@ -251,6 +251,21 @@ async def test_post_without_body_gets_content_length_zero_and_get_gets_nothing()
 # Response bodies and framing
 
 
+async def test_complete_is_set_with_the_last_chunk() -> None:
+    async with Upstream(simple(b"small body")) as up:
+        client = H1UpstreamClient(up.settings())
+        resp = await client.request("GET", b"/", [], None)
+        assert not resp.complete
+        body = resp.body()
+        assert await anext(body) == b"small body"
+        assert resp.complete  # no need to ask body() again before sending more_body=False
+        assert client.idle_connections == 1  # and the connection is back in the pool
+        with pytest.raises(StopAsyncIteration):
+            await anext(body)
+        await resp.aclose()
+        await client.aclose()
+
+
 async def test_chunked_response_is_dechunked() -> None:
     async def handler(reader: Reader, writer: Writer, up: Upstream) -> None:
         await read_request(reader)
@@ -539,11 +554,20 @@ async def test_failing_request_body_closes_the_connection() -> None:
         yield b"part"
         raise RuntimeError("client went away")
 
-    async with Upstream(simple()) as up:
+    outcome: list[str] = []
+
+    async def handler(reader: Reader, writer: Writer, up: Upstream) -> None:
+        try:
+            await read_request(reader)  # chunked: never complete without the terminator
+            outcome.append("complete body")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            outcome.append("truncated")
+
+    async with Upstream(handler) as up:
         client = H1UpstreamClient(up.settings())
         with pytest.raises(RuntimeError, match="client went away"):
             await client.request("POST", b"/", [], body())
-        await eventually(lambda: client.connections == 0)
+        await eventually(lambda: client.connections == 0 and outcome == ["truncated"])
         await client.aclose()
 
 
