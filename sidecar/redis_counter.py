@@ -41,6 +41,8 @@ REPLICA_WAIT_MS = 500
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 CLOSE_TIMEOUT = 3.0
+START_CONTACT = 0.5
+TICK_SLACK = 0.05  # asyncio may wake a sleeper up to one clock tick early
 
 # KEYS: counter, this process's marker, per-pod hash. ARGV: seq, amount, pod, marker TTL.
 # Returns {applied (1|0), counter value, this pod's value}.
@@ -116,6 +118,9 @@ class RedisCounter:
 
     async def start(self) -> None:
         if self._task is None and not self._closed:
+            # One quick contact first, so that `redis_state` is meaningful from the start; a
+            # Redis that is down or slow delays start-up by at most START_CONTACT seconds.
+            await self._step(START_CONTACT)
             self._task = asyncio.create_task(self._run(), name="streamproxy-counter-flush")
 
     async def close(self) -> None:
@@ -186,7 +191,7 @@ class RedisCounter:
             async with asyncio.timeout(budget):
                 if self._inflight is not None:
                     await self._flush(*self._inflight)
-                elif time.monotonic() - self._last_contact >= REFRESH_INTERVAL:
+                elif time.monotonic() - self._last_contact >= REFRESH_INTERVAL - TICK_SLACK:
                     await self._read()
         except Exception as exc:
             # Redis errors, socket errors, timeouts — and anything unexpected from the client

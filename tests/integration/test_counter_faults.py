@@ -107,3 +107,16 @@ async def test_connections_cut_repeatedly(
     await load
     await eventually(lambda: first.pending + second.pending == 0, within=10)
     assert counter_value(redis_server) == 4000
+
+
+async def test_start_is_quick_when_redis_stalls(
+    fault_proxy: FaultProxy, counter_factory: CounterFactory
+) -> None:
+    fault_proxy.set_mode("stall")
+    started = time.monotonic()
+    counter = await counter_factory(redis_url=fault_proxy.url)
+    assert time.monotonic() - started < 1.0
+    assert counter.redis_state == "down"
+    counter.incr()
+    fault_proxy.set_mode("pass")
+    await eventually(lambda: counter.pending == 0, within=10, what="flush after the stall")

@@ -249,12 +249,21 @@ async def test_total_stays_fresh_with_a_long_flush_interval(
     redis_server: RedisServer, counter_factory: CounterFactory
 ) -> None:
     counter = await counter_factory(redis_url=redis_server.url, flush_interval=30)
-    await eventually(lambda: counter.redis_state == "up", what="redis up")
-    counter.incr()
+    assert counter.redis_state == "up"
     with redis_server.client() as client:
         client.incrby("streamproxy:requests", 5)
     started = time.monotonic()
     await eventually(lambda: counter._shared_total == 5, within=3, what="fresh total")
     assert time.monotonic() - started < 1.5
+    counter.incr()
+    contact = counter._last_contact
+    await eventually(lambda: counter._last_contact > contact, within=3, what="another read")
     assert await counter.total() == 6
     assert counter.pending == 1  # not flushed before its interval
+
+
+async def test_redis_state_is_known_right_after_start(
+    redis_server: RedisServer, counter_factory: CounterFactory
+) -> None:
+    counter = await counter_factory(redis_url=redis_server.url)
+    assert counter.redis_state == "up"
