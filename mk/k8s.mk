@@ -18,7 +18,7 @@ tools:
 $(K8S_HELM):
 	scripts/install-tools.sh
 
-## manifests: regenerate the chart's sidecar definition, then render manifests/ from the chart
+## manifests: regenerate the chart's sidecar definition and values table, render manifests/
 manifests: $(K8S_HELM)
 	$(K8S_PYTHON) -c "from sidecar.k8s_sidecar import chart_file; print(chart_file(), end='')" \
 	  > $(K8S_CHART)/files/sidecar.yaml.tmp
@@ -27,6 +27,7 @@ manifests: $(K8S_HELM)
 	  $(K8S_HELM) template $(K8S_MANIFESTS_RELEASE) $(K8S_CHART) \
 	    --namespace $(K8S_MANIFESTS_NAMESPACE) --skip-tests; } > manifests/streamproxy.yaml.tmp
 	mv manifests/streamproxy.yaml.tmp manifests/streamproxy.yaml
+	$(K8S_PYTHON) -m tests.chart.values_doc --write
 
 ## chart-test: helm lint, template, schema, kubernetes-validate, manifests and injector tests
 chart-test: tools
