@@ -276,7 +276,7 @@ def test_custom_app() -> None:
     assert app["command"] == ["/app/server"]
     assert app["args"] == ["--listen", "127.0.0.1:3000"]
     assert app["env"] == [{"name": "GREETING", "value": "hello"}]
-    assert app["readinessProbe"] == {"tcpSocket": {"port": 3000}}
+    assert app["readinessProbe"] == {"exec": {"command": ["/app/server", "--healthcheck"]}}
     assert (
         env_map(
             sidecar(
