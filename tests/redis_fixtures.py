@@ -489,7 +489,13 @@ class ClusterSetup:
         return self.nodes[0].url
 
     def client(self) -> redis.RedisCluster:
-        return redis.RedisCluster(host="127.0.0.1", port=self.nodes[0].port, socket_timeout=5)
+        first = self.nodes[0]
+        extra: dict[str, Any] = {}
+        if first.tls:
+            extra.update(ssl=True, ssl_ca_certs=first.tls.ca)
+        if first.password:
+            extra.update(username=first.username, password=first.password)
+        return redis.RedisCluster(host="127.0.0.1", port=first.port, socket_timeout=5, **extra)
 
 
 CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
@@ -497,7 +503,11 @@ CLUSTER_ARGS = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
 
 
 def start_cluster(
-    factory: ServerFactory, masters: int = 3, replicas: int = 0, use_cli: bool = True
+    factory: ServerFactory,
+    masters: int = 3,
+    replicas: int = 0,
+    use_cli: bool = True,
+    tls: TlsFiles | None = None,
 ) -> ClusterSetup:
     """A cluster of `masters` masters with `replicas` replicas each, all on loopback.
 
@@ -505,13 +515,15 @@ def start_cluster(
     CLUSTER ADDSLOTS / MEET / REPLICATE.
     """
     count = masters * (1 + replicas)
-    nodes = [factory(port=free_cluster_port(), extra_args=CLUSTER_ARGS) for _ in range(count)]
+    args = [*CLUSTER_ARGS, *(["--tls-cluster", "yes", "--tls-replication", "yes"] if tls else [])]
+    nodes = [factory(port=free_cluster_port(), extra_args=args, tls=tls) for _ in range(count)]
     cli = find_redis_cli(nodes[0].binary) if use_cli else None
     if cli:
         addresses = [n.address for n in nodes]
+        tls_args = ["--tls", "--cacert", tls.ca] if tls else []
         subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(replicas),
-             "--cluster-yes"],
+            [cli, *tls_args, "--cluster", "create", *addresses, "--cluster-replicas",
+             str(replicas), "--cluster-yes"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
     else:

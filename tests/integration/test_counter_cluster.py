@@ -10,7 +10,15 @@ import redis
 from redis.crc import key_slot
 
 from sidecar.redis_counter import RedisCounter
-from tests.redis_fixtures import ClusterSetup, RedisServer, eventually, paced_traffic
+from tests.redis_fixtures import (
+    ClusterSetup,
+    RedisServer,
+    ServerFactory,
+    TlsFiles,
+    eventually,
+    paced_traffic,
+    start_cluster,
+)
 
 CounterFactory = Callable[..., Awaitable[RedisCounter]]
 KEY = "streamproxy:requests"
@@ -119,3 +127,18 @@ async def test_cluster_failover_mid_traffic_is_exact(
         assert client.get(KEY) == b"3000"
     await eventually(lambda: cluster_value(cluster) == 3000, within=5)
     assert counter.stats().flushes > 0
+
+
+async def test_cluster_over_tls(
+    redis_server_factory: ServerFactory, tls_files: TlsFiles, counter_factory: CounterFactory
+) -> None:
+    cluster = start_cluster(redis_server_factory, tls=tls_files)
+    assert cluster.url.startswith("rediss://")
+    counter = await counter_factory(
+        redis_url=cluster.url, redis_cluster=True, redis_ca_file=tls_files.ca
+    )
+    for _ in range(500):
+        counter.incr()
+    await eventually(lambda: counter.pending == 0, within=10, what="flushed over TLS")
+    assert cluster_value(cluster) == 500
+    assert counter.redis_state == "up"
