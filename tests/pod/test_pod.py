@@ -203,6 +203,27 @@ def test_containers_run_non_root_read_only_without_capabilities(
     assert "Read-only file system" in probe.stderr
 
 
+_UNCOMPILED = """
+import importlib.util, os, sys
+import sidecar.cli, sidecar.server, sidecar.demo
+missing = sorted(
+    m.__file__ for m in list(sys.modules.values())
+    if (getattr(m, "__file__", None) or "").endswith(".py")
+    and not os.path.exists(importlib.util.cache_from_source(m.__file__))
+)
+print(len(sys.modules), *missing, sep="\\n")
+"""
+
+
+def test_bytecode_is_compiled_into_the_image(stack: Stack) -> None:
+    # A read-only root cannot cache bytecode: every module the proxy imports must ship it.
+    out = stack.pod.exec(SIDECAR, "python3", "-c", _UNCOMPILED)
+    assert out.returncode == 0, out.stderr
+    loaded, *missing = out.stdout.split()
+    assert int(loaded) > 100
+    assert missing == []
+
+
 def test_redis_outage_neither_fails_readiness_nor_loses_counts(stack: Stack) -> None:
     spec = stack.sidecar_spec()
     before = wait_settled(stack)
