@@ -1,1 +1,6 @@
-pytest_plugins = ["tests.redis_fixtures", "tests.proxy_fixtures"]
+pytest_plugins = [
+    "tests.redis_fixtures",
+    "tests.proxy_fixtures",
+    "tests.inject.plugin",
+    "tests.e2e.plugin",
+]
