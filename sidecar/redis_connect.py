@@ -128,13 +128,15 @@ def build_client(settings: Settings) -> RedisLink:
         for address in settings.redis_sentinels.split(","):
             host, _, port = address.strip().rpartition(":")
             sentinels.append((host, int(port)))
-        sentinel_kwargs = {
+        sentinel_kwargs: dict[str, Any] = {
             "socket_timeout": SOCKET_TIMEOUT,
             "socket_connect_timeout": SOCKET_TIMEOUT,
             "retry": Retry(NoBackoff(), 0),
         }
         if target.tls:
+            # A TLS deployment is TLS throughout: the sentinels are asked over TLS as well.
             kwargs["connection_class"] = SentinelManagedSSLConnection
+            sentinel_kwargs.update(ssl=True, ssl_ca_certs=settings.redis_ca_file)
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             sentinels, sentinel_kwargs=sentinel_kwargs, db=target.db, **kwargs
         )

@@ -239,39 +239,20 @@ class RedisServer:
         return f"127.0.0.1:{self.port}"
 
     def _args(self) -> list[str]:
+        if self.tls:
+            listen = ["--port", "0", "--tls-port", str(self.port),
+                      "--tls-cert-file", self.tls.cert, "--tls-key-file", self.tls.key,
+                      "--tls-ca-cert-file", self.tls.ca, "--tls-auth-clients", "no",
+                      "--tls-replication", "yes"]  # fmt: skip
+        else:
+            listen = ["--port", str(self.port)]
+        common = [*listen, "--bind", "127.0.0.1", "--dir", str(self.dir)]
         if self.sentinel_conf is not None:
             conf = self.dir / "sentinel.conf"
             if not conf.exists():  # sentinel rewrites its config: write it only once
                 conf.write_text(self.sentinel_conf)
-            return [
-                self.binary,
-                str(conf),
-                "--sentinel",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.dir),
-            ]
-        args = [self.binary, "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", ""]
-        if self.tls:
-            args += [
-                "--port",
-                "0",
-                "--tls-port",
-                str(self.port),
-                "--tls-cert-file",
-                self.tls.cert,
-                "--tls-key-file",
-                self.tls.key,
-                "--tls-ca-cert-file",
-                self.tls.ca,
-                "--tls-auth-clients",
-                "no",
-            ]
-        else:
-            args += ["--port", str(self.port)]
+            return [self.binary, str(conf), "--sentinel", *common]
+        args = [self.binary, *common, "--save", ""]
         if self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
@@ -446,16 +427,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def start_sentinel_setup(factory: ServerFactory, master_name: str = "mymaster") -> SentinelSetup:
-    master = factory()
-    replica = factory(extra_args=["--replicaof", "127.0.0.1", str(master.port)])
+def start_sentinel_setup(
+    factory: ServerFactory, master_name: str = "mymaster", tls: TlsFiles | None = None
+) -> SentinelSetup:
+    master = factory(tls=tls)
+    replica = factory(tls=tls, extra_args=["--replicaof", "127.0.0.1", str(master.port)])
     conf = (
         f"sentinel monitor {master_name} 127.0.0.1 {master.port} 1\n"
         f"sentinel down-after-milliseconds {master_name} 2000\n"
         f"sentinel failover-timeout {master_name} 10000\n"
         f"sentinel parallel-syncs {master_name} 1\n"
     )
-    sentinel = factory(sentinel_conf=conf, persistent=False)
+    sentinel = factory(sentinel_conf=conf, persistent=False, tls=tls)
     setup = SentinelSetup(master, replica, sentinel, master_name)
 
     def replica_synced() -> bool:

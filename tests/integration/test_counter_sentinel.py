@@ -6,7 +6,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from sidecar.redis_counter import RedisCounter
-from tests.redis_fixtures import SentinelSetup, counter_value, eventually, paced_traffic
+from tests.redis_fixtures import (
+    SentinelSetup,
+    ServerFactory,
+    TlsFiles,
+    counter_value,
+    eventually,
+    paced_traffic,
+    start_sentinel_setup,
+)
 
 CounterFactory = Callable[..., Awaitable[RedisCounter]]
 
@@ -42,3 +50,19 @@ async def test_forced_failover_mid_traffic_is_exact(
     await eventually(lambda: counter_value(redis_sentinel.master) == 3000, within=20)
     with new_master.client() as client:
         assert client.hget("{streamproxy:requests}:pods", counter.pod) == b"3000"
+
+
+async def test_sentinel_over_tls(
+    redis_server_factory: ServerFactory, tls_files: TlsFiles, counter_factory: CounterFactory
+) -> None:
+    setup = start_sentinel_setup(redis_server_factory, tls=tls_files)
+    counter = await counter_factory(
+        redis_url="rediss://ignored-host:1/0",
+        redis_ca_file=tls_files.ca,
+        redis_sentinels=setup.sentinels,
+        redis_sentinel_master=setup.master_name,
+    )
+    for _ in range(50):
+        counter.incr()
+    await eventually(lambda: counter.pending == 0, within=10, what="flushed over TLS")
+    assert counter_value(setup.master) == 50
