@@ -3,6 +3,10 @@
 - Header-section limit: more than `MAX_HEADER_BYTES` of request line + headers gets `431` and a
   closed connection. httptools has no limit of its own, so an endless header would otherwise
   grow memory without bound.
+- Header deadline: a request head must be complete within the keep-alive timeout of the
+  connection opening or of its first byte. uvicorn times out only idle connections *between*
+  requests, so a client that sends nothing, or a byte now and then (slowloris), would hold its
+  connection for ever.
 - Client disconnect: uvicorn only flags the request as disconnected, and a task awaiting the app
   would not notice until it next sends. We cancel the request's task instead, so the upstream
   request is abandoned and its connection released at once (and marks the scope with `GONE_KEY`).
@@ -76,10 +80,31 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         # An ignored upgrade: the framing of the body llhttp skipped; priming a fresh parser.
         self._skipped_body: bytes | None = None
         self._priming = False
+        self._header_deadline: asyncio.TimerHandle | None = None
         self._asgi_task: asyncio.Task[None] | None = None
         self._asgi_scope: dict[str, Any] | None = None
 
     # Connection level
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def _arm_header_deadline(self) -> None:
+        if self._header_deadline is None:
+            self._header_deadline = self.loop.call_later(
+                self.timeout_keep_alive, self._header_deadline_passed
+            )
+
+    def _disarm_header_deadline(self) -> None:
+        if self._header_deadline is not None:
+            self._header_deadline.cancel()
+            self._header_deadline = None
+
+    def _header_deadline_passed(self) -> None:
+        self._header_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         # Counted after parsing: the first read often carries headers *and* body bytes. A read
         # is at most 256 KiB, so the parser never holds more than that of an unfinished header.
@@ -99,6 +124,14 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             self._raw_header_bytes += len(data)
             if self._raw_header_bytes > _RAW_HEADER_LIMIT:
                 self._reject_header_section()
+                return
+        # A new request head has begun (no response is pending): it gets a deadline.
+        if (
+            self._reading_headers
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.transport.is_closing()
+        ):
+            self._arm_header_deadline()
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's data_received, but keeping where llhttp stopped at an upgrade."""
@@ -137,6 +170,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             self.data_received(rest)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_deadline()
         cycle = self.cycle
         super().connection_lost(exc)
         task = self._asgi_task
@@ -204,6 +238,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             # llhttp refuses it too, but only after this callback has sent the request on its
             # way to the app. RFC 9112 §6.3: the body length is unknown; 400 and close.
             raise _BadTransferEncoding
+        self._disarm_header_deadline()
         self._reading_headers = False
         self._message_boundaries += 1
         self._raw_header_bytes = 0

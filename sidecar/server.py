@@ -78,7 +78,7 @@ def _uvicorn_config(app: ASGIApp, settings: Settings, **overrides: Any) -> uvico
         "proxy_headers": False,
         "server_header": False,
         "date_header": False,
-        "timeout_keep_alive": int(settings.keepalive_timeout),
+        "timeout_keep_alive": settings.keepalive_timeout,  # int() would make 0.5 "close at once"
         # Seconds as given: int() would turn 0.5 into 0, which uvicorn reads as "no limit".
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "backlog": BACKLOG,

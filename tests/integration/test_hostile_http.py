@@ -211,6 +211,60 @@ def test_endless_header_line_is_cut_off_with_bounded_memory(proxy: Proxy) -> Non
     assert_serves_normally(proxy)
 
 
+# Slow or silent clients: a request head has a deadline
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.fixture
+def quick_proxy(upstream: Upstream, proxy_factory: Callable[..., Proxy]) -> Proxy:
+    return proxy_factory(upstream.url, "--keepalive-timeout", "1")
+
+
+def test_connection_that_never_sends_a_request_is_closed(quick_proxy: Proxy) -> None:
+    with _connect(quick_proxy.port) as sock:
+        assert closed_within(sock, 6), "a silent connection was held open"
+    assert_serves_normally(quick_proxy)
+
+
+def test_slowloris_head_is_cut_off_at_the_deadline(quick_proxy: Proxy, upstream: Upstream) -> None:
+    marker = f"/slowloris/{uuid.uuid4().hex}"
+    with _connect(quick_proxy.port) as sock:
+        sent_at = time.monotonic()
+        sock.sendall(f"GET {marker} HTTP/1.1\r\nHost: a\r\nX-Slow: ".encode())
+        closed = False
+        while time.monotonic() - sent_at < 8 and not closed:
+            try:
+                sock.sendall(b"z")  # a byte now and then: never a complete head
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                break
+            closed = closed_within(sock, 0.2)
+        took = time.monotonic() - sent_at
+    assert closed, "a head trickling in was waited for without limit"
+    assert took < 6, f"cut off after {took:.1f}s"
+    assert marker not in recent(upstream)
+    assert_serves_normally(quick_proxy)
+
+
+def test_head_in_pieces_within_the_deadline_is_served(quick_proxy: Proxy) -> None:
+    with _connect(quick_proxy.port) as sock:
+        for piece in (b"GET /echo HTT", b"P/1.1\r\nHost: a\r\n"):
+            sock.sendall(piece)
+            assert not closed_within(sock, 0.2)
+        sock.sendall(b"Connection: close\r\n\r\n")
+        status, _ = read_response(sock)
+    assert status == 200
+
+
 # Smuggling: the smuggled request must never reach the app
 
 
