@@ -423,12 +423,15 @@ def start_target(
     port = free_port()
     up = f"http://127.0.0.1:{upstream.port}"
     if name.startswith("streamproxy"):
-        client = name.partition("-")[2] or "h1"
+        # streamproxy-<client>[+<patch>...]: patches are bench/experiments.py's
+        client, *patches = (name.partition("-")[2] or "h1").split("+")
         admin = free_port()
+        launcher = ["-m", "sidecar"]
+        if patches:
+            launcher = ["-m", "bench.experiments", "--patches", ",".join(patches)]
         argv = [
             PYTHON,
-            "-m",
-            "sidecar",
+            *launcher,
             "run",
             "--host",
             "127.0.0.1",

@@ -8,13 +8,17 @@ has caught up, so a slow client slows the app instead of growing our memory.
 Responses that httptools cannot frame alone: a response to HEAD ends with its headers (a fresh
 parser is used for the next exchange), and a body without Content-Length or chunked framing
 ends when the app closes the connection.
+
+The request side: `encode_head` writes the head exactly as given (adding framing only when it
+is missing), and `BodySender` streams the body with `drain()`, remembering whether what it
+pulled can still be replayed on a new connection (the keep-alive race).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import cast
 
 import httptools
@@ -37,10 +41,14 @@ class H1Connection(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop,
         read_timeout: float,
         on_lost: Callable[[H1Connection], None],
+        arm_watchdog: Callable[[], None] | None = None,
     ) -> None:
         self.loop = loop
         self.read_timeout = read_timeout
         self._on_lost = on_lost
+        # With a watchdog (the pool's periodic check_timeout calls) a wait costs no timer of
+        # its own; without one, each wait schedules its own.
+        self._arm_watchdog = arm_watchdog
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
         self.parser = httptools.HttpResponseParser(self)
         self._fresh_parser_needed = False
@@ -97,12 +105,32 @@ class H1Connection(asyncio.Protocol):
         waiter = self.loop.create_future()
         self._waiter = waiter
         self._last_data = self.loop.time()
+        if self._arm_watchdog is not None:
+            self._arm_watchdog()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+            return
         timer = self.loop.call_later(self.read_timeout, self._check_timeout, waiter)
         try:
             await waiter
         finally:
             timer.cancel()
             self._waiter = None
+
+    def check_timeout(self, now: float) -> None:
+        """Called by the watchdog: fail the wait after read_timeout of silence."""
+        waiter = self._waiter
+        if (
+            waiter is not None
+            and not waiter.done()
+            and not self.sending
+            and now - self._last_data >= self.read_timeout
+        ):
+            waiter.set_exception(
+                UpstreamReadTimeout(f"no response bytes for {self.read_timeout:g}s")
+            )
 
     def _check_timeout(self, waiter: asyncio.Future[None]) -> None:
         if waiter.done():
@@ -255,3 +283,105 @@ class H1Connection(asyncio.Protocol):
         if not self.head_only:
             self.complete = True
             self._wake()
+
+
+# Writing requests
+
+_METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_SPECIAL = (b"content-length", b"transfer-encoding", b"connection")
+
+
+def encode_head(
+    method: str, target: bytes, headers: RawHeaders, has_body: bool
+) -> tuple[bytes, bool, bool]:
+    """The request head, headers as given; returns (head, chunk-encode the body?, close after?)."""
+    if not target or b" " in target or b"\r" in target or b"\n" in target or b"\0" in target:
+        raise UpstreamProtocolError(f"invalid request target {target[:64]!r}")
+    method_bytes = _METHODS.get(method) or method.encode("ascii")
+    parts = [method_bytes, b" ", target, b" HTTP/1.1\r\n"]
+    framed = chunked = close = False
+    for name, value in headers:
+        if len(name) in (10, 14, 17) and (lowered := name.lower()) in _SPECIAL:
+            if lowered == b"connection":
+                close = close or b"close" in value.lower()
+            else:
+                framed = True
+                chunked = chunked or (
+                    lowered == b"transfer-encoding" and b"chunked" in value.lower()
+                )
+        parts += (name, b": ", value, b"\r\n")
+    if not framed:
+        if has_body:
+            parts.append(b"transfer-encoding: chunked\r\n")
+            chunked = True
+        elif method in _BODY_METHODS:
+            parts.append(b"content-length: 0\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked, close
+
+
+async def _replay(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    yield first
+    if rest is not None:
+        async for chunk in rest:
+            yield chunk
+
+
+class BodySender:
+    """Streams the request body; remembers enough to tell whether it can be replayed."""
+
+    __slots__ = ("chunked", "conn", "exhausted", "first", "iterator", "pulled", "pulling", "task")
+
+    def __init__(self, conn: H1Connection, body: AsyncIterable[bytes], chunked: bool) -> None:
+        self.conn = conn
+        self.iterator = aiter(body)
+        self.chunked = chunked
+        self.pulled = 0
+        self.pulling = False
+        self.exhausted = False
+        self.first: bytes | None = None
+        self.task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        conn = self.conn
+        conn.sending = True
+        try:
+            while not conn.closed:
+                self.pulling = True
+                try:
+                    chunk = await anext(self.iterator)
+                except StopAsyncIteration:
+                    self.exhausted = True
+                    break
+                finally:
+                    self.pulling = False
+                self.pulled += 1
+                self.first = chunk if self.pulled == 1 else None
+                if conn.closed or not chunk:
+                    continue
+                if self.chunked:
+                    conn.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                else:
+                    conn.transport.write(chunk)
+                await conn.drain()
+            if self.exhausted and self.chunked and not conn.closed:
+                conn.transport.write(b"0\r\n\r\n")
+        except Exception as exc:  # the caller's body iterator failed: the request is incomplete
+            conn.fail(exc)
+        finally:
+            conn.sending = False
+            conn.touch()
+
+    def replayable(self) -> AsyncIterable[bytes] | None:
+        if self.pulling:
+            return None  # cancelling would close the caller's generator mid-pull
+        if self.pulled == 0:
+            return self.iterator
+        if self.pulled == 1 and self.first is not None:
+            return _replay(self.first, None if self.exhausted else self.iterator)
+        return None
+
+    @property
+    def done_cleanly(self) -> bool:
+        return self.task.done() and self.exhausted and not self.task.cancelled()

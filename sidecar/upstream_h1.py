@@ -30,42 +30,14 @@ from sidecar.errors import (
     UpstreamError,
     UpstreamProtocolError,
 )
-from sidecar.h1_connection import ConnectionClosed, H1Connection
+from sidecar.h1_connection import (
+    BodySender,
+    ConnectionClosed,
+    H1Connection,
+    encode_head,
+)
 from sidecar.settings import Settings
 from sidecar.types import RawHeaders
-
-_METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_SPECIAL = (b"content-length", b"transfer-encoding", b"connection")
-
-
-def encode_head(
-    method: str, target: bytes, headers: RawHeaders, has_body: bool
-) -> tuple[bytes, bool, bool]:
-    """The request head, headers as given; returns (head, chunk-encode the body?, close after?)."""
-    if not target or b" " in target or b"\r" in target or b"\n" in target or b"\0" in target:
-        raise UpstreamProtocolError(f"invalid request target {target[:64]!r}")
-    method_bytes = _METHODS.get(method) or method.encode("ascii")
-    parts = [method_bytes, b" ", target, b" HTTP/1.1\r\n"]
-    framed = chunked = close = False
-    for name, value in headers:
-        if len(name) in (10, 14, 17) and (lowered := name.lower()) in _SPECIAL:
-            if lowered == b"connection":
-                close = close or b"close" in value.lower()
-            else:
-                framed = True
-                chunked = chunked or (
-                    lowered == b"transfer-encoding" and b"chunked" in value.lower()
-                )
-        parts += (name, b": ", value, b"\r\n")
-    if not framed:
-        if has_body:
-            parts.append(b"transfer-encoding: chunked\r\n")
-            chunked = True
-        elif method in _BODY_METHODS:
-            parts.append(b"content-length: 0\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts), chunked, close
 
 
 class _Retry(Exception):
@@ -73,76 +45,10 @@ class _Retry(Exception):
         self.body = body
 
 
-async def _replay(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
-    yield first
-    if rest is not None:
-        async for chunk in rest:
-            yield chunk
-
-
-class _BodySender:
-    """Streams the request body; remembers enough to tell whether it can be replayed."""
-
-    __slots__ = ("chunked", "conn", "exhausted", "first", "iterator", "pulled", "pulling", "task")
-
-    def __init__(self, conn: H1Connection, body: AsyncIterable[bytes], chunked: bool) -> None:
-        self.conn = conn
-        self.iterator = aiter(body)
-        self.chunked = chunked
-        self.pulled = 0
-        self.pulling = False
-        self.exhausted = False
-        self.first: bytes | None = None
-        self.task = asyncio.ensure_future(self.run())
-
-    async def run(self) -> None:
-        conn = self.conn
-        conn.sending = True
-        try:
-            while not conn.closed:
-                self.pulling = True
-                try:
-                    chunk = await anext(self.iterator)
-                except StopAsyncIteration:
-                    self.exhausted = True
-                    break
-                finally:
-                    self.pulling = False
-                self.pulled += 1
-                self.first = chunk if self.pulled == 1 else None
-                if conn.closed or not chunk:
-                    continue
-                if self.chunked:
-                    conn.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
-                else:
-                    conn.transport.write(chunk)
-                await conn.drain()
-            if self.exhausted and self.chunked and not conn.closed:
-                conn.transport.write(b"0\r\n\r\n")
-        except Exception as exc:  # the caller's body iterator failed: the request is incomplete
-            conn.fail(exc)
-        finally:
-            conn.sending = False
-            conn.touch()
-
-    def replayable(self) -> AsyncIterable[bytes] | None:
-        if self.pulling:
-            return None  # cancelling would close the caller's generator mid-pull
-        if self.pulled == 0:
-            return self.iterator
-        if self.pulled == 1 and self.first is not None:
-            return _replay(self.first, None if self.exhausted else self.iterator)
-        return None
-
-    @property
-    def done_cleanly(self) -> bool:
-        return self.task.done() and self.exhausted and not self.task.cancelled()
-
-
 class H1Response:
     __slots__ = ("_client", "_conn", "_sender", "complete", "headers", "status")
 
-    def __init__(self, client: H1UpstreamClient, conn: H1Connection, sender: _BodySender | None):
+    def __init__(self, client: H1UpstreamClient, conn: H1Connection, sender: BodySender | None):
         self.status = conn.status
         self.headers = conn.headers
         # True once the last body byte has been handed out: the caller may send the chunk it
@@ -215,6 +121,11 @@ class H1UpstreamClient:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
+        # Read timeouts: one periodic check over the busy connections instead of one timer per
+        # wait (a timer costs ~3 us under uvloop, a third of this client's own per-request time).
+        self._busy: set[H1Connection] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._tick = min(1.0, self._read_timeout / 4)
 
     # UpstreamClient
 
@@ -236,9 +147,10 @@ class H1UpstreamClient:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
+        for timer in (self._sweeper, self._watchdog):
+            if timer is not None:
+                timer.cancel()
+        self._sweeper = self._watchdog = None
         while self._idle:
             self._idle.pop().abort()
         while self._waiters:
@@ -270,13 +182,13 @@ class H1UpstreamClient:
         conn.begin(head_only)
         if close:
             conn.keep_alive = False
-        sender: _BodySender | None = None
+        sender: BodySender | None = None
         try:
             if conn.closed:
                 raise ConnectionClosed("the app closed the connection before responding")
             conn.transport.write(head)
             if body is not None:
-                sender = _BodySender(conn, body, chunked)
+                sender = BodySender(conn, body, chunked)
             while not conn.headers_done:
                 if conn.error is not None:
                     raise conn.error
@@ -344,12 +256,13 @@ class H1UpstreamClient:
                     idle.pop().abort()
                 return None
             conn.idle = False
+            self._busy.add(conn)
             return conn
         return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> H1Connection:
         def factory() -> H1Connection:
-            return H1Connection(loop, self._read_timeout, self._on_lost)
+            return H1Connection(loop, self._read_timeout, self._on_lost, self._arm_watchdog)
 
         try:
             async with asyncio.timeout(self._connect_timeout):
@@ -363,9 +276,11 @@ class H1UpstreamClient:
         if conn.closed:
             raise UpstreamConnectError(f"{self._host}:{self._port}: closed on connect")
         conn.counted = True
+        self._busy.add(conn)
         return conn
 
     def _release(self, conn: H1Connection, reusable: bool) -> None:
+        self._busy.discard(conn)
         if not reusable or self._closed or conn.closed:
             conn.abort()
             return
@@ -392,7 +307,21 @@ class H1UpstreamClient:
             next_expiry = idle[0].idle_since + self._keepalive - self._loop.time()
             self._sweeper = self._loop.call_later(max(next_expiry, 0.01), self._sweep)
 
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is None and self._loop is not None:
+            self._watchdog = self._loop.call_later(self._tick, self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        self._watchdog = None
+        if not self._busy or self._loop is None:
+            return
+        now = self._loop.time()
+        for conn in list(self._busy):
+            conn.check_timeout(now)
+        self._watchdog = self._loop.call_later(self._tick, self._check_timeouts)
+
     def _on_lost(self, conn: H1Connection) -> None:
+        self._busy.discard(conn)
         if not conn.counted:
             return
         conn.counted = False

@@ -16,10 +16,10 @@ from sidecar.errors import (
     UpstreamProtocolError,
     UpstreamReadTimeout,
 )
-from sidecar.h1_connection import HIGH_WATER, ConnectionClosed, H1Connection
+from sidecar.h1_connection import HIGH_WATER, ConnectionClosed, H1Connection, encode_head
 from sidecar.settings import Settings
 from sidecar.upstream import UpstreamClient
-from sidecar.upstream_h1 import H1Response, H1UpstreamClient, encode_head
+from sidecar.upstream_h1 import H1Response, H1UpstreamClient
 
 # encode_head
 
