@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import aiohttp
 from yarl import URL
@@ -46,6 +47,7 @@ class WebSocketProxy:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        started = time.perf_counter()
         raw_path: bytes = scope["raw_path"]
         query: bytes = scope["query_string"]
         target = raw_path + b"?" + query if query else raw_path
@@ -65,21 +67,28 @@ class WebSocketProxy:
                 max_msg_size=0,
             )
         except aiohttp.WSServerHandshakeError as exc:
+            self._observe(exc.status, started)
             await self._refuse(scope, send, exc.status, "websocket_rejected")
             return
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = translate(exc)
             self._metrics.upstream_error(error.reason)
+            self._observe(error.status, started)
             await self._refuse(scope, send, error.status, error.reason)
             return
 
         self._metrics.websockets_open += 1
         try:
+            self._observe(101, started)
             await send({"type": "websocket.accept", "subprotocol": upstream.protocol})
             await self._relay(receive, send, upstream)
         finally:
             self._metrics.websockets_open -= 1
             await upstream.close()
+
+    def _observe(self, status: int, started: float) -> None:
+        # One request per handshake, timed to its answer: a session's length is not latency.
+        self._metrics.observe("WEBSOCKET", status, time.perf_counter() - started)
 
     async def _refuse(self, scope: Scope, send: Send, status: int, reason: str) -> None:
         if "websocket.http.response" in (scope.get("extensions") or {}):

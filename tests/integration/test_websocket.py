@@ -12,7 +12,9 @@ import signal
 import time
 from collections.abc import Callable
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -23,6 +25,19 @@ TIMEOUT = 10.0
 
 def ws_url(proxy: Proxy, path: str = "/ws") -> str:
     return proxy.url.replace("http://", "ws://") + path
+
+
+def websocket_requests(proxy: Proxy) -> dict[str, float]:
+    """streamproxy_requests_total for method WEBSOCKET, by status class."""
+    text = httpx.get(proxy.admin_url + "/metrics", timeout=5).text
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "streamproxy_requests_total" and (
+                sample.labels.get("method") == "WEBSOCKET"
+            ):
+                found[sample.labels["code"]] = sample.value
+    return found
 
 
 def test_text_and_binary_echo(proxy: Proxy) -> None:
@@ -98,6 +113,7 @@ def test_handshake_refused_when_the_app_is_down(proxy_factory: Callable[..., Pro
     assert response.status_code == 502
     assert response.headers["x-streamproxy-error"] == "connect_refused"
     assert dedicated.proc.poll() is None
+    assert websocket_requests(dedicated) == {"5xx": 1}
 
 
 def test_websocket_session_counts_once(
@@ -113,6 +129,8 @@ def test_websocket_session_counts_once(
         assert ws.recv(timeout=TIMEOUT) == b"\x00binary"
     wait_until(lambda: dedicated.status().json()["counter"] >= 1, 5, "the handshake to count")
     assert dedicated.status().json()["counter"] == 1
+    # In /metrics too, as one request: the handshake, answered 101.
+    assert websocket_requests(dedicated) == {"1xx": 1}
 
 
 def test_handshake_refused_by_the_app_passes_its_status(proxy: Proxy) -> None:
