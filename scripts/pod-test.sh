@@ -38,6 +38,12 @@ cleanup() {
         # Safety net: pytest removes its own containers; this catches an interrupted run.
         ids="$($DOCKER ps -aq --filter label=io.streamproxy.pod-tier 2>/dev/null || true)"
         [[ -z "$ids" ]] || $DOCKER rm -f -v $ids >/dev/null 2>&1 || true
+        if [[ -f "$STATE/started.pid" ]]; then
+            # Our own engine: keep its store from growing run after run (superseded images,
+            # old build cache; the pip cache mount stays while it is recent).
+            $DOCKER image prune -f >/dev/null 2>&1 || true
+            $DOCKER builder prune -f --keep-storage 3gb >/dev/null 2>&1 || true
+        fi
     fi
     "$ROOT/scripts/pod-engine.sh" stop "$STATE" || true
     rm -rf "$STATE"
