@@ -629,3 +629,9 @@ async def paced_traffic(counters: Sequence[Counter], total: int, seconds: float)
             counters[i % len(counters)].incr()
         if batch < batches - 1:
             await asyncio.sleep(seconds / batches)  # pacing the load, not synchronising
+
+
+def report(scenario: str, expected: int, seen: int, **details: object) -> None:
+    """One line per fault scenario (shown with `pytest -s`): the figures for the closing note."""
+    extra = " ".join(f"{key}={value}" for key, value in details.items())
+    print(f"\n[counting] {scenario}: expected={expected} seen={seen} {extra}".rstrip())

@@ -17,6 +17,7 @@ from tests.redis_fixtures import (
     TlsFiles,
     eventually,
     paced_traffic,
+    report,
     start_cluster,
 )
 
@@ -69,6 +70,7 @@ async def test_cluster_counts_exactly(
     second = await counter_factory(redis_url=redis_cluster.url, redis_cluster=True, pod_name="b")
     await paced_traffic([first, second], 2000, 1.0)
     await eventually(lambda: first.pending + second.pending == 0, within=10, what="flushed")
+    report("cluster, two counters", 2000, cluster_value(redis_cluster))
     assert cluster_value(redis_cluster) == 2000
     slot = key_slot(KEY.encode())
     with owner_of(redis_cluster, slot).client() as client:
@@ -93,6 +95,7 @@ async def test_cluster_slot_moved_mid_traffic_is_exact(
     assert not load.done(), "the move should happen mid-traffic"
     await load
     await eventually(lambda: counter.pending == 0, within=15, what="flushed after the move")
+    report("cluster slot moved", 3000, cluster_value(redis_cluster))
     with target.client() as client:
         assert client.get(KEY) == b"3000"
     with source.client() as client, pytest.raises(redis.exceptions.MovedError):
@@ -123,6 +126,7 @@ async def test_cluster_failover_mid_traffic_is_exact(
     assert not load.done(), "the failover should happen mid-traffic"
     await load
     await eventually(lambda: counter.pending == 0, within=15, what="flushed after failover")
+    report("cluster failover", 3000, cluster_value(cluster))
     with replica.client() as client:
         assert client.get(KEY) == b"3000"
     await eventually(lambda: cluster_value(cluster) == 3000, within=5)

@@ -14,7 +14,7 @@ import pytest
 
 from sidecar.redis_counter import RedisCounter
 from tests.faultproxy import FaultProxy, Mode
-from tests.redis_fixtures import RedisServer, counter_value, eventually, paced_traffic
+from tests.redis_fixtures import RedisServer, counter_value, eventually, paced_traffic, report
 
 CounterFactory = Callable[..., Awaitable[RedisCounter]]
 
@@ -43,6 +43,8 @@ async def test_lost_replies_are_neither_dropped_nor_doubled(
     fault_proxy.set_mode("pass")
     await load
     await eventually(lambda: counter.pending == 0, within=10, what="all confirmed")
+    report("lost replies", 1000, counter_value(redis_server),
+           dropped_replies=fault_proxy.dropped_replies, failed_flushes=failures_during)  # fmt: skip
     assert counter_value(redis_server) == 1000
     assert await counter.total() == 1000
     with redis_server.client() as client:
@@ -72,6 +74,7 @@ async def test_stalled_or_refusing_redis_never_blocks_counting(
     assert ticks >= 10
     fault_proxy.set_mode("pass")
     await eventually(lambda: counter.pending == 0, within=10, what="flush after healing")
+    report(f"redis {mode}", 1000, counter_value(redis_server))
     assert counter_value(redis_server) == 1000
     assert counter.redis_state == "up"
 
@@ -92,6 +95,7 @@ async def test_redis_killed_and_restarted_mid_paced_traffic(
         redis_server.start()
     await load
     await eventually(lambda: counter.pending == 0, within=10, what="all flushed")
+    report("redis SIGKILLed and restarted 3 times", 5000, counter_value(redis_server))
     assert counter_value(redis_server) == 5000
 
 
@@ -106,6 +110,8 @@ async def test_connections_cut_repeatedly(
         await asyncio.sleep(0.03)  # cutting rhythm (fault injection), not synchronisation
     await load
     await eventually(lambda: first.pending + second.pending == 0, within=10)
+    report("connections cut every 30 ms, two counters", 4000, counter_value(redis_server),
+           failed_flushes=first.stats().flush_failures)  # fmt: skip
     assert counter_value(redis_server) == 4000
 
 

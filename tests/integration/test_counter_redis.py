@@ -10,7 +10,14 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from sidecar.redis_counter import RedisCounter
-from tests.redis_fixtures import RedisServer, TlsFiles, counter_value, eventually, paced_traffic
+from tests.redis_fixtures import (
+    RedisServer,
+    TlsFiles,
+    counter_value,
+    eventually,
+    paced_traffic,
+    report,
+)
 
 CounterFactory = Callable[..., Awaitable[RedisCounter]]
 ServerFactory = Callable[..., RedisServer]
@@ -61,6 +68,7 @@ async def test_close_flushes_pending_counts(
         counter.incr()
     assert counter_value(redis_server) == 0
     await counter.close()
+    report("close() flushes", 17, counter_value(redis_server))
     assert counter_value(redis_server) == 17
     assert counter.pending == 0
 
@@ -86,6 +94,7 @@ async def test_two_counters_sharing_one_key_sum_exactly(
         (first if i % 3 else second).incr()
     await eventually(lambda: counter_value(redis_server) == 1000, what="sum in Redis")
     await eventually(lambda: first.pending + second.pending == 0, what="both flushed")
+    report("two counters, one key", 1000, counter_value(redis_server))
     with redis_server.client() as client:
         assert client.hgetall("{streamproxy:requests}:pods") == {b"pod-a": b"666", b"pod-b": b"334"}
     await eventually(lambda: first._shared_total == second._shared_total == 1000, within=3)
@@ -115,6 +124,7 @@ async def test_redis_down_keeps_counts_as_one_int_and_recovers(
     server.start()
     await eventually(lambda: counter_value(server) == 200_000, within=10, what="recovery flush")
     await eventually(lambda: counter.redis_state == "up" and counter.pending == 0)
+    report("redis down at start, 200,000 counts waiting", 200_000, counter_value(server))
     messages = [r.getMessage() for r in caplog.records if r.name == "streamproxy.counter"]
     assert sum("unavailable" in m for m in messages) == 1, messages
     assert sum("available again" in m for m in messages) == 1, messages

@@ -13,6 +13,7 @@ from tests.redis_fixtures import (
     counter_value,
     eventually,
     paced_traffic,
+    report,
     start_sentinel_setup,
 )
 
@@ -45,6 +46,8 @@ async def test_forced_failover_mid_traffic_is_exact(
     new_master = redis_sentinel.replica
     await load
     await eventually(lambda: counter.pending == 0, within=20, what="all flushed")
+    report("sentinel failover", 3000, counter_value(new_master),
+           failed_flushes=counter.stats().flush_failures)  # fmt: skip
     assert counter_value(new_master) == 3000
     # The old master rejoins as a replica of the new one and agrees
     await eventually(lambda: counter_value(redis_sentinel.master) == 3000, within=20)

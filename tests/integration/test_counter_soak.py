@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.redis_counter import RedisCounter
 from tests.faultproxy import FaultProxy
-from tests.redis_fixtures import RedisServer, counter_value, eventually
+from tests.redis_fixtures import RedisServer, counter_value, eventually, report
 
 CounterFactory = Callable[..., Awaitable[RedisCounter]]
 DURATION = 60.0
@@ -61,8 +61,8 @@ async def test_soak_restarts_and_lost_replies(
                 task.cancel()
         await eventually(lambda: via_proxy.pending + direct.pending == 0, within=20)
         seen = counter_value(redis_server)
-        print(f"soak: sent={sum(sent)} seen={seen} restarts={restarts} drop_periods={drops} "
-              f"dropped_replies={proxy.dropped_replies}")  # fmt: skip
+        report("soak", sum(sent), seen, restarts=restarts, drop_periods=drops,
+               dropped_replies=proxy.dropped_replies)  # fmt: skip
         assert restarts >= 3 and drops >= 3 and proxy.dropped_replies > 0
         assert counter_value(redis_server) == sum(sent)
         with redis_server.client() as client:
