@@ -54,6 +54,10 @@ class _BadTransferEncoding(Exception):
     pass
 
 
+class _AmbiguousHost(Exception):
+    pass
+
+
 def _body_framing(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The framing header of a request's body, None when it has none."""
     length = b""
@@ -77,6 +81,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_too_large = False
         self._final_coding: bytes | None = None
+        self._host_headers = 0
         # An ignored upgrade: the framing of the body llhttp skipped; priming a fresh parser.
         self._skipped_body: bytes | None = None
         self._priming = False
@@ -209,6 +214,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._header_bytes = 0
         self._final_coding = None
+        self._host_headers = 0
         self.scope[ABORT_KEY] = self._abort  # type: ignore[literal-required]
 
     def on_url(self, url: bytes) -> None:
@@ -228,8 +234,11 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             self._header_too_large = True
             raise _HeaderSectionTooLarge
         super().on_header(name, value)
-        if self.headers[-1][0] == b"transfer-encoding":
+        lowered = self.headers[-1][0]
+        if lowered == b"transfer-encoding":
             self._final_coding = value.rsplit(b",", 1)[-1].strip().lower()
+        elif lowered == b"host":
+            self._host_headers += 1
 
     def on_headers_complete(self) -> None:
         if self._priming:
@@ -238,6 +247,9 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             # llhttp refuses it too, but only after this callback has sent the request on its
             # way to the app. RFC 9112 §6.3: the body length is unknown; 400 and close.
             raise _BadTransferEncoding
+        if self._host_headers > 1:
+            # RFC 9112 §3.2: 400. Which one would the app believe? (aiohttp keeps the last.)
+            raise _AmbiguousHost
         self._disarm_header_deadline()
         self._reading_headers = False
         self._message_boundaries += 1

@@ -132,6 +132,21 @@ MALFORMED = {
         b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"
     ),
     "gzip only": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+    "two Host headers": b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "two equal Host headers": b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+    "control character in a value": b"GET /echo HTTP/1.1\r\nHost: a\r\nX-A: a\x01b\r\n\r\n",
+    "bare LF line ends": b"GET /echo HTTP/1.1\nHost: a\n\n",
+    "bare CR": b"GET /echo HTTP/1.1\rHost: a\r\n\r\n",
+    "lower-case method": b"get /echo HTTP/1.1\r\nHost: a\r\n\r\n",
+    "Content-Length with a plus": (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello"
+    ),
+    "Content-Length overflow": (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n"
+    ),
+    "Transfer-Encoding name with space": (
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"
+    ),
     "bad chunk size": b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
 }
 
@@ -161,6 +176,22 @@ def test_transfer_coding_other_than_chunked_never_reaches_the_app(
 
 
 # Header section size
+
+
+def test_two_host_headers_never_reach_the_app(proxy: Proxy, upstream: Upstream) -> None:
+    """Two Hosts: the proxy and the app could each believe a different one (RFC 9112 §3.2)."""
+    marker = f"/two-hosts/{uuid.uuid4().hex}"
+    data = f"GET {marker} HTTP/1.1\r\nHost: pod.local\r\nHost: evil.example\r\n\r\n"
+    response = exchange(proxy.port, data.encode())
+    assert status_of(response) in (400, None), response[:300]
+    assert marker not in recent(upstream)
+
+
+def test_request_target_over_64k_gets_431_or_closed(proxy: Proxy, upstream: Upstream) -> None:
+    target = f"/long/{uuid.uuid4().hex}/".encode() + b"u" * (LIMIT + 1024)
+    response = exchange(proxy.port, b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert status_of(response) in (431, None), response[:300]
+    assert_serves_normally(proxy)
 
 
 def test_header_section_just_under_64k_is_served(proxy: Proxy) -> None:
