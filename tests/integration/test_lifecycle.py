@@ -48,7 +48,7 @@ def test_sigterm_drains_then_closes_and_finishes_in_flight(
     upstream_factory: Callable[..., Upstream], proxy_factory: Callable[..., Proxy]
 ) -> None:
     app = upstream_factory()
-    drain = 2.0
+    drain = 3.0
     proxy = proxy_factory(app.url, "--drain-seconds", str(drain), "--shutdown-timeout", "30")
     total = 64 * 1024 * 1024  # far more than the socket buffers between app and client
 
@@ -65,8 +65,9 @@ def test_sigterm_drains_then_closes_and_finishes_in_flight(
 
         sent_at = time.monotonic()
         proxy.signal(signal.SIGTERM)
-        wait_until(lambda: proxy.status().status_code == 503, 1.0, "readiness 503 at once")
-        assert proxy.status().json().get("draining") in (True, None)
+        # "At once": well inside the drain period, with room for a loaded machine.
+        wait_until(lambda: proxy.status().status_code == 503, 1.5, "readiness 503 at once")
+        assert proxy.status().json()["upstream"] == "up"  # 503 for draining, not for the app
         assert httpx.get(proxy.admin_url + "/readyz").status_code == 503
         assert httpx.get(proxy.admin_url + "/livez").status_code == 200
 
