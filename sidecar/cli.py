@@ -151,8 +151,15 @@ def describe_validation_error(exc: ValidationError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["inject"]:
-        from sidecar import inject  # type: ignore[attr-defined,unused-ignore]
-
+        try:
+            from sidecar import inject
+        except ImportError as exc:
+            print(
+                f"streamproxy: error: inject needs the Kubernetes client ({exc.name} missing): "
+                "pip install 'streamproxy[inject]'",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG_ERROR
         exit_code: int = inject.main(argv[1:])
         return exit_code
     parser = build_parser()
