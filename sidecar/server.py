@@ -119,8 +119,10 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
             timeout_graceful_shutdown=settings.shutdown_timeout + _SHUTDOWN_BACKSTOP,
         )
     )
+    # The admin port gets the same connection guards: an endless header there would grow the
+    # memory of the whole process just the same.
     admin = _Server(
-        _uvicorn_config(create_admin_app(admin_state), settings, http="httptools", ws="none")
+        _uvicorn_config(create_admin_app(admin_state), settings, http=ProxyHttpProtocol, ws="none")
     )
 
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -227,6 +227,29 @@ def test_admin_requests_are_not_counted(
     assert proxy.status().json()["counter"] == 1
 
 
+# Hostile clients on the admin port
+
+
+def test_endless_header_on_the_admin_port_is_cut_off(
+    upstream: Upstream, proxy_factory: Callable[..., Proxy]
+) -> None:
+    proxy = proxy_factory(upstream.url)
+    rss_before = proxy.rss()
+    sent = 0
+    with socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=10) as sock:
+        sock.sendall(b"GET /status HTTP/1.1\r\nHost: a\r\nX-Endless: ")
+        try:
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(b"e" * 65536)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    assert sent < 16 * 1024 * 1024, "the admin port read a 64 MiB header line"
+    growth = proxy.rss() - rss_before
+    assert growth < 16 * 1024 * 1024, f"proxy RSS grew by {growth} bytes"
+    assert proxy.status().status_code == 200
+
+
 # Binding
 
 
