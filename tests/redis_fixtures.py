@@ -252,7 +252,8 @@ class RedisServer:
             if not conf.exists():  # sentinel rewrites its config: write it only once
                 conf.write_text(self.sentinel_conf)
             return [self.binary, str(conf), "--sentinel", *common]
-        args = [self.binary, *common, "--save", ""]
+        # No 5 s wait before a full sync to a (re)joining replica (Redis 7's diskless default)
+        args = [self.binary, *common, "--save", "", "--repl-diskless-sync-delay", "0"]
         if self.persistent:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
@@ -437,6 +438,8 @@ def start_sentinel_setup(
         f"sentinel down-after-milliseconds {master_name} 2000\n"
         f"sentinel failover-timeout {master_name} 10000\n"
         f"sentinel parallel-syncs {master_name} 1\n"
+        # known up front, so the sentinel need not wait for its periodic INFO to discover it
+        f"sentinel known-replica {master_name} 127.0.0.1 {replica.port}\n"
     )
     sentinel = factory(sentinel_conf=conf, persistent=False, tls=tls)
     setup = SentinelSetup(master, replica, sentinel, master_name)

@@ -69,3 +69,32 @@ async def test_sentinel_over_tls(
         counter.incr()
     await eventually(lambda: counter.pending == 0, within=10, what="flushed over TLS")
     assert counter_value(setup.master) == 50
+
+
+async def test_master_killed_mid_traffic_is_exact(
+    redis_sentinel: SentinelSetup, counter_factory: CounterFactory
+) -> None:
+    """A crash, not a handover: the sentinel promotes the replica after down-after-milliseconds.
+
+    Flushes are confirmed only once a replica has them, so nothing the dead master acknowledged
+    is lost; while the new master has no replica yet, counts wait in memory. The old master is
+    restarted and rejoins as a replica, and the waiting counts are flushed.
+    """
+    counter = await counter_factory(
+        redis_sentinels=redis_sentinel.sentinels, redis_sentinel_master=redis_sentinel.master_name
+    )
+    load = asyncio.create_task(paced_traffic([counter], 3000, 4.0))
+    await eventually(lambda: counter_value(redis_sentinel.master) > 0, what="first flushes")
+    redis_sentinel.master.stop()  # SIGKILL
+    await eventually(
+        lambda: redis_sentinel.current_master_port() == redis_sentinel.replica.port,
+        within=30,
+        what="the sentinel to promote the replica",
+    )
+    await asyncio.to_thread(redis_sentinel.master.start)  # rejoins as the new replica
+    await load
+    await eventually(lambda: counter.pending == 0, within=30, what="all flushed")
+    report("sentinel master killed", 3000, counter_value(redis_sentinel.replica),
+           failed_flushes=counter.stats().flush_failures)  # fmt: skip
+    assert counter_value(redis_sentinel.replica) == 3000
+    await eventually(lambda: counter_value(redis_sentinel.master) == 3000, within=20)
