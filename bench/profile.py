@@ -25,6 +25,7 @@ from bench.run import (
     RESULTS,
     Processes,
     Redis,
+    curl,
     pinned,
     start_target,
     start_upstream,
@@ -70,23 +71,36 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--scenario", default="small", choices=["small", "download"], help="wrk GETs or 1 GiB curls"
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     workdir = Path(tempfile.mkdtemp(prefix="streamproxy-profile-"))
     workdir.chmod(0o755)
     procs = Processes(workdir)
-    out = RESULTS / f"profile-{args.client}.txt"
+    out = RESULTS / f"profile-{args.client}-{args.scenario}.txt"
     RESULTS.mkdir(parents=True, exist_ok=True)
     try:
-        upstream = start_upstream(procs, 1 << 20, bool(shutil.which("nginx")))
+        upstream = start_upstream(procs, 1 << 30, bool(shutil.which("nginx")))
         redis = Redis(procs)
         target, _ = start_target(f"streamproxy-{args.client}", procs, upstream, redis)
         assert target.proc is not None
         url = f"http://127.0.0.1:{target.port}/small"
         wrk(url, args.connections, 1)  # warm-up
-        load = threading.Thread(
-            target=wrk, args=(url, args.connections, args.seconds + 2), daemon=True
-        )
+        if args.scenario == "download":
+            big = f"http://127.0.0.1:{target.port}/big?bytes={1 << 30}"
+
+            def downloads() -> None:
+                deadline = time.monotonic() + args.seconds + 2
+                while time.monotonic() < deadline:
+                    curl(["--max-time", "20", big], 20)
+
+            load = threading.Thread(target=downloads, daemon=True)
+        else:
+            load = threading.Thread(
+                target=wrk, args=(url, args.connections, args.seconds + 2), daemon=True
+            )
         load.start()
         time.sleep(1)
         subprocess.run(

@@ -636,9 +636,11 @@ def _transfers(
     for _ in range(plan.repeats):
         if pid:
             reset_peak(pid)
+            cpu_before = cpu_seconds(pid)
         result = action()
         if pid:
             result["peak_rss_mib"] = peak_mib(pid)
+            result["cpu_s_per_gib"] = (cpu_seconds(pid) - cpu_before) * (1 << 30) / size
         seconds = result.get("seconds") or float("nan")
         result["mb_s"] = (
             result.get(key, 0) / seconds / 1e6 if result.get(key) == size else float("nan")
@@ -647,6 +649,7 @@ def _transfers(
         log(
             f"{name}: {key} {result.get(key, 0) / 2**20:.0f} MiB in {seconds:.2f}s"
             f" = {result['mb_s']:.0f} MB/s, peak RSS {result.get('peak_rss_mib', 0):.1f} MiB"
+            f", proxy CPU {result.get('cpu_s_per_gib', 0):.2f} s/GiB"
             + (f", sink got {result['sink_bytes']}" if "sink_bytes" in result else "")
         )
     return _summary(runs)
@@ -728,10 +731,11 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "| target | download MB/s | peak RSS MiB | upload MB/s | bytes at sink | peak RSS MiB "
+        "| target | download MB/s | CPU s/GiB | peak RSS MiB | upload MB/s | CPU s/GiB "
+        "| bytes at sink | peak RSS MiB "
         "| small GET peak RSS MiB | slow client RSS growth MiB | idle RSS MiB | ready s "
         "| Redis cmds / 1k req |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in report["targets"]:
         down, up, s64 = t.get("download", {}), t.get("upload", {}), t.get("small64", {})
@@ -740,8 +744,10 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [
             t["target"],
             _fmt(down.get("mb_s")),
+            _fmt(down.get("cpu_s_per_gib"), 2),
             _fmt(down.get("peak_rss_mib"), 1),
             _fmt(up.get("mb_s")),
+            _fmt(up.get("cpu_s_per_gib"), 2),
             _fmt(up.get("sink_bytes")),
             _fmt(up.get("peak_rss_mib"), 1),
             _fmt(s64.get("peak_rss_mib"), 1),

@@ -132,6 +132,37 @@ async def test_extra_response_spoils_the_connection() -> None:
     assert conn.complete and not conn.keep_alive
 
 
+async def test_content_length_body_after_the_first_read_skips_the_parser() -> None:
+    conn, _, _ = make_connection()
+    conn.begin(head_only=False)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+    assert not conn.complete and conn._raw_left == 7
+    rest = b"defg"
+    conn.data_received(rest)
+    assert conn.chunks[-1] is rest  # handed over as received, not copied
+    conn.data_received(b"hij")
+    assert conn.complete and conn.keep_alive and b"".join(conn.chunks) == b"abcdefghij"
+    conn.begin(head_only=False)  # the next response gets a fresh parser
+    conn.data_received(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+    assert conn.status == 201 and conn.complete and list(conn.chunks) == [b"ok"]
+
+
+async def test_bytes_beyond_a_content_length_body_spoil_the_connection() -> None:
+    conn, _, _ = make_connection()
+    conn.begin(head_only=False)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+    conn.data_received(b"cdHTTP/1.1 200 OK\r\n")
+    assert conn.complete and not conn.keep_alive and b"".join(conn.chunks) == b"abcd"
+
+
+async def test_conflicting_content_lengths_are_left_to_the_parser() -> None:
+    conn, _, _ = make_connection()
+    conn.begin(head_only=False)
+    conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n")
+    assert conn._raw_left == 0
+    assert conn.error is not None or not conn.headers_done
+
+
 async def test_bytes_on_an_idle_connection_abort_it() -> None:
     conn, transport, _ = make_connection()
     conn.idle = True
