@@ -277,3 +277,22 @@ async def test_redis_state_is_known_right_after_start(
 ) -> None:
     counter = await counter_factory(redis_url=redis_server.url)
     assert counter.redis_state == "up"
+
+
+async def test_a_clobbered_key_is_an_outage_until_repaired(
+    redis_server: RedisServer, counter_factory: CounterFactory
+) -> None:
+    """The key was overwritten with a non-integer: flushes fail, apply nothing, until fixed."""
+    counter = await counter_factory(redis_url=redis_server.url)
+    counter.incr()
+    await eventually(lambda: counter_value(redis_server) == 1)
+    with redis_server.client() as client:
+        client.set("streamproxy:requests", "not a number")
+    counter.incr()
+    await eventually(lambda: counter.stats().flush_failures >= 2, what="failing flushes")
+    assert counter.redis_state == "down"
+    with redis_server.client() as client:
+        assert client.hget("{streamproxy:requests}:pods", counter.pod) == b"1"  # not half-applied
+        client.set("streamproxy:requests", 100)
+    await eventually(lambda: counter.pending == 0, within=5, what="flush after the repair")
+    assert counter_value(redis_server) == 101
