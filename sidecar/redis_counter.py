@@ -73,7 +73,11 @@ class RedisCounter:
     def __init__(self, settings: Settings) -> None:
         self._link = build_client(settings)
         self._client = self._link.client
-        self._where = parse_target(settings).describe()
+        self._where = (
+            f"sentinel {settings.redis_sentinel_master}@{settings.redis_sentinels}"
+            if settings.redis_sentinels
+            else parse_target(settings).describe()
+        )
         self._flush_interval = settings.flush_interval
         self._wait_for_replica = bool(settings.redis_sentinels)
         self.process_id = secrets.token_hex(8)

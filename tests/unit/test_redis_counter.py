@@ -115,3 +115,16 @@ async def test_unconfirmed_flush_is_retried_unchanged_and_not_merged(
     assert counter.stats().flush_failures == 2
     await counter.close()
     assert counter.pending == 7  # nothing pretended flushed
+
+
+def test_log_location_names_the_sentinels_and_never_the_password() -> None:
+    sentinel = RedisCounter(
+        Settings(
+            redis_sentinels="s1:26379,s2:26379",
+            redis_sentinel_master="main",
+            redis_password="hunter2",
+        )
+    )
+    assert sentinel._where == "sentinel main@s1:26379,s2:26379"
+    plain = RedisCounter(Settings(redis_url="redis://u:hunter2@h:1/0"))
+    assert plain._where == "redis://u@h:1/0"
