@@ -67,7 +67,7 @@ def summarize(collapsed: Path, top: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="py-spy profile of streamproxy under load")
-    parser.add_argument("--client", default="h1", choices=["h1", "aiohttp"])
+    parser.add_argument("--client", default="h1", help="h1, aiohttp, or with patches: h1+cork+gc")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--top", type=int, default=40)

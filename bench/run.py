@@ -349,7 +349,8 @@ NGINX_PROXY = """
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
             proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
-            proxy_buffering off; proxy_request_buffering off;
+            # Stream both ways like the Python proxies; reads of up to 256 KiB, as uvloop's.
+            proxy_buffering off; proxy_request_buffering off; proxy_buffer_size 256k;
         }}
     }}
 """
