@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 import socket
@@ -84,7 +85,6 @@ class RedisCounter:
         self.pod = settings.pod_name or socket.gethostname()
         marker_prefix, pods_key = key_names(settings.counter_key)
         self.keys = (settings.counter_key, marker_prefix + self.process_id, pods_key)
-        self._sha: dict[str, str] = {}
 
         # Hot path state: only `incr()` touches `_pending` outside the flush task.
         self._pending = 0
@@ -232,10 +232,8 @@ class RedisCounter:
         self, script: str, keys: tuple[str, ...], args: tuple[Any, ...], wait: bool = False
     ) -> list[Any]:
         """EVALSHA, loading the script on NOSCRIPT (a restarted or failed-over Redis forgets it)."""
-        for _ in range(2):
-            sha = self._sha.get(script)
-            if sha is None:
-                sha = self._sha[script] = str(await self._client.script_load(script))
+        sha = hashlib.sha1(script.encode()).hexdigest()
+        for attempt in range(2):
             try:
                 if not wait:
                     return list(await self._client.evalsha(sha, len(keys), *keys, *args))
@@ -248,8 +246,10 @@ class RedisCounter:
                     raise ReplicationUnconfirmed("no replica acknowledged the flush")
                 return list(reply)
             except NoScriptError:
-                del self._sha[script]
-        raise NoScriptError("script vanished twice in a row")
+                if attempt:
+                    raise
+                await self._client.script_load(script)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     # Outage logging: once down, once back up
 
