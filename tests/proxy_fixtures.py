@@ -113,10 +113,13 @@ class Proxy(Process):
         self.admin_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
+        # STREAMPROXY_TEST_UPSTREAM_CLIENT runs the whole suite against another client.
+        client = os.environ.get("STREAMPROXY_TEST_UPSTREAM_CLIENT")
+        chosen = ["--upstream-client", client] if client else []
         super().__init__(
             [sys.executable, "-m", "sidecar", "run", "--host", "127.0.0.1"]
             + ["--port", str(self.port), "--admin-port", str(self.admin_port)]
-            + ["--upstream", upstream, *extra],
+            + ["--upstream", upstream, *chosen, *extra],
             log,
         )
         if wait_ready:
