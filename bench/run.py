@@ -351,6 +351,7 @@ NGINX_PROXY = """
             proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
             # Stream both ways like the Python proxies; reads of up to 256 KiB, as uvloop's.
             proxy_buffering off; proxy_request_buffering off; proxy_buffer_size 256k;
+            proxy_buffers 4 256k; proxy_busy_buffers_size 512k;
         }}
     }}
 """
