@@ -1,11 +1,13 @@
 """Where a proxied request's time goes: py-spy on a streamproxy under wrk load.
 
     .venv/bin/python -m bench.profile --client h1 --seconds 10
+    .venv/bin/python -m bench.profile --client h1 --tool pyinstrument   # call tree, in-process
 
 Same layout as the benchmark (proxy on core 0; nginx or the Python upstream, Redis and wrk on
 core 1). Writes the collapsed stacks to bench/results/profile-<client>.txt and prints the
 functions with the most samples, self and inclusive. Needs `py-spy` (`.venv/bin/pip install
 py-spy`); it samples from outside the process (`--nonblocking`), so the proxy runs unmodified.
+pyinstrument runs inside the proxy (slower) and prints its call tree when the proxy exits.
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument(
+        "--tool",
+        default="py-spy",
+        choices=["py-spy", "pyinstrument"],
+        help="py-spy samples from outside; pyinstrument runs inside (slower, call tree)",
+    )
+    parser.add_argument(
         "--scenario", default="small", choices=["small", "download"], help="wrk GETs or 1 GiB curls"
     )
     args = parser.parse_args()
@@ -84,7 +92,11 @@ def main() -> int:
     try:
         upstream = start_upstream(procs, 1 << 30, bool(shutil.which("nginx")))
         redis = Redis(procs)
-        target, _ = start_target(f"streamproxy-{args.client}", procs, upstream, redis)
+        wrap = None
+        if args.tool == "pyinstrument":
+            out = out.with_suffix(".pyinstrument.txt")
+            wrap = ["-m", "pyinstrument", "--renderer", "text", "--outfile", str(out)]
+        target, _ = start_target(f"streamproxy-{args.client}", procs, upstream, redis, wrap)
         assert target.proc is not None
         url = f"http://127.0.0.1:{target.port}/small"
         wrk(url, args.connections, 1)  # warm-up
@@ -103,6 +115,11 @@ def main() -> int:
             )
         load.start()
         time.sleep(1)
+        if args.tool == "pyinstrument":
+            load.join(args.seconds + 40)
+            procs.stop(target.proc, timeout=60)  # pyinstrument writes its report on exit
+            print(out.read_text() if out.exists() else "pyinstrument wrote nothing")
+            return 0
         subprocess.run(
             pinned(
                 LOAD_CORE,

@@ -417,9 +417,11 @@ class Target:
 
 
 def start_target(
-    name: str, procs: Processes, upstream: Upstream, redis: Redis
+    name: str, procs: Processes, upstream: Upstream, redis: Redis, wrap: list[str] | None = None
 ) -> tuple[Target, float]:
-    """Start a target; return it and its start -> ready time in seconds."""
+    """Start a target; return it and its start -> ready time in seconds.
+
+    `wrap`: interpreter options before streamproxy's module (e.g. `-m pyinstrument ...`)."""
     if name == "direct":
         return Target(name, upstream.port, None, ""), float("nan")
     port = free_port()
@@ -433,6 +435,7 @@ def start_target(
             launcher = ["-m", "bench.experiments", "--patches", ",".join(patches)]
         argv = [
             PYTHON,
+            *(wrap or []),
             *launcher,
             "run",
             "--host",
