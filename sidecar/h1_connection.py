@@ -177,6 +177,21 @@ class H1Connection(asyncio.Protocol):
                 self.transport.resume_reading()
         return chunk
 
+    def write(self, *parts: bytes) -> bool:
+        """Write unless the connection is gone; a write that fails ends the exchange."""
+        if self.closed or self.transport.is_closing():
+            self.fail(ConnectionClosed("the app closed the connection"))
+            return False
+        try:
+            if len(parts) == 1:
+                self.transport.write(parts[0])
+            else:
+                self.transport.writelines(parts)
+        except (RuntimeError, OSError) as exc:  # uvloop raises on a transport closed under us
+            self.fail(ConnectionClosed(f"writing to the app failed: {exc}"))
+            return False
+        return True
+
     def abort(self) -> None:
         if not self.closed:
             self.closed = True
@@ -393,12 +408,12 @@ class BodySender:
                 if conn.closed or not chunk:
                     continue
                 if self.chunked:
-                    conn.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                    conn.write(b"%x\r\n" % len(chunk), chunk, b"\r\n")
                 else:
-                    conn.transport.write(chunk)
+                    conn.write(chunk)
                 await conn.drain()
             if self.exhausted and self.chunked and not conn.closed:
-                conn.transport.write(b"0\r\n\r\n")
+                conn.write(b"0\r\n\r\n")
         except Exception as exc:  # the caller's body iterator failed: the request is incomplete
             conn.fail(exc)
         finally:

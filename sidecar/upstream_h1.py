@@ -184,9 +184,8 @@ class H1UpstreamClient:
             conn.keep_alive = False
         sender: BodySender | None = None
         try:
-            if conn.closed:
+            if not conn.write(head):
                 raise ConnectionClosed("the app closed the connection before responding")
-            conn.transport.write(head)
             if body is not None:
                 sender = BodySender(conn, body, chunked)
             while not conn.headers_done:
@@ -232,13 +231,15 @@ class H1UpstreamClient:
             try:
                 async with asyncio.timeout(self._connect_timeout):
                     await waiter
-            except TimeoutError:
-                raise UpstreamConnectTimeout(
-                    f"all {self._size} upstream connections busy for {self._connect_timeout:g}s"
-                ) from None
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_waiter()  # woken as we gave up: pass the turn on
+                waiter.cancel()
+                if isinstance(exc, TimeoutError):
+                    raise UpstreamConnectTimeout(
+                        f"all {self._size} upstream connections busy for {self._connect_timeout:g}s"
+                    ) from None
+                raise
 
     def _pop_idle(self) -> H1Connection | None:
         """The newest idle connection still usable (synchronous: the common case)."""

@@ -13,6 +13,7 @@ import uvloop
 
 from sidecar.errors import (
     UpstreamConnectError,
+    UpstreamConnectTimeout,
     UpstreamProtocolError,
     UpstreamReadTimeout,
 )
@@ -687,6 +688,24 @@ async def test_pool_size_caps_concurrent_connections() -> None:
 
         assert await asyncio.gather(*(one() for _ in range(8))) == [b"ok"] * 8
         assert peak <= 2 and up.connections == 2
+        await client.aclose()
+
+
+async def test_waiting_for_a_busy_pool_is_bounded_by_connect_timeout() -> None:
+    async def handler(reader: Reader, writer: Writer, up: Upstream) -> None:
+        await read_request(reader)
+        await reader.read()
+
+    async with Upstream(handler) as up:
+        client = H1UpstreamClient(up.settings(upstream_pool_size=1, connect_timeout=0.2))
+        first = asyncio.ensure_future(client.request("GET", b"/", [], None))
+        await eventually(lambda: up.connections == 1)
+        with pytest.raises(UpstreamConnectTimeout) as info:
+            await client.request("GET", b"/", [], None)
+        assert info.value.status == 504
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
         await client.aclose()
 
 

@@ -214,6 +214,19 @@ async def test_close_mid_body_is_an_error_unless_the_body_runs_to_close() -> Non
     assert conn.complete and conn.error is None
 
 
+async def test_a_write_on_a_dead_transport_ends_the_exchange() -> None:
+    conn, transport, _ = make_connection()
+    conn.begin(head_only=False)
+
+    def broken(data: Any) -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+    transport.write = broken  # type: ignore[method-assign]
+    assert not conn.write(b"GET / HTTP/1.1\r\n\r\n")
+    assert isinstance(conn.error, ConnectionClosed) and transport.aborted
+    assert not conn.write(b"more")  # closed now: no second attempt
+
+
 async def test_wait_times_out_after_silence() -> None:
     conn, _, _ = make_connection(read_timeout=0.05)
     conn.begin(head_only=False)
