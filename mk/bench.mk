@@ -7,9 +7,9 @@ BENCH_ARGS ?=
 .PHONY: bench bench-quick
 
 ## bench: full benchmark (~10 min): direct, streamproxy (aiohttp and h1 clients), aiohttp peer, nginx
-bench:
+bench: install
 	$(BENCH_PYTHON) -m bench $(BENCH_ARGS)
 
 ## bench-quick: a few seconds per scenario, for development
-bench-quick:
+bench-quick: install
 	$(BENCH_PYTHON) -m bench --quick $(BENCH_ARGS)
