@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from sidecar.counting import Counter
 from sidecar.errors import UpstreamError, error_response
@@ -25,7 +26,9 @@ from sidecar.http_protocol import ABORT_KEY, GONE_KEY
 from sidecar.metrics import ProxyMetrics
 from sidecar.types import Receive, Scope, Send
 from sidecar.upstream import UpstreamClient
-from sidecar.websocket import WebSocketProxy
+
+if TYPE_CHECKING:
+    from sidecar.websocket import WebSocketProxy
 
 access_logger = logging.getLogger("streamproxy.access")
 
@@ -44,12 +47,14 @@ class Forwarder:
         client: UpstreamClient,
         counter: Counter,
         metrics: ProxyMetrics,
-        websockets: WebSocketProxy,
+        websockets: Callable[[], WebSocketProxy],
     ) -> None:
         self._client = client
         self._counter = counter
         self._metrics = metrics
-        self._websockets = websockets
+        # Made on the first websocket: its client library costs ~10 MiB the HTTP path never needs.
+        self._make_websockets = websockets
+        self._websockets: WebSocketProxy | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -57,7 +62,13 @@ class Forwarder:
             await self.forward_http(scope, receive, send)
         elif kind == "websocket":
             self._counter.incr()
+            if self._websockets is None:
+                self._websockets = self._make_websockets()
             await self._websockets.forward(scope, receive, send)
+
+    async def aclose(self) -> None:
+        if self._websockets is not None:
+            await self._websockets.aclose()
 
     async def forward_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._counter.incr()
@@ -118,10 +129,17 @@ class Forwarder:
                     "headers": response_headers(response.headers),
                 }
             )
+            last_sent = False
             async for chunk in response.body():
                 metrics.response_bytes += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send(_END_OF_BODY)
+                # The client learns of the end with the last chunk: one message (and, for a
+                # small response, one write) less than a separate end-of-body message.
+                last_sent = response.complete
+                await send(
+                    {"type": "http.response.body", "body": chunk, "more_body": not last_sent}
+                )
+            if not last_sent:
+                await send(_END_OF_BODY)
         except UpstreamError as exc:
             metrics.upstream_error(exc.reason)
             scope[ABORT_KEY]()

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         description="Seconds an idle pooled connection to the app is kept (below the app's own).",
     )
     upstream_client: Literal["aiohttp", "h1"] = Field(
-        "aiohttp", description="HTTP client used toward the app (see docs/performance.md)."
+        "h1", description="HTTP client used toward the app (see docs/performance.md)."
     )
     health_interval: PositiveSeconds = Field(
         1.0, description="Seconds between background reachability checks of the app."

@@ -28,6 +28,9 @@ class UpstreamResponse(Protocol):
     status: int
     # Raw response headers: order and repeats kept, hop-by-hop NOT yet removed.
     headers: RawHeaders
+    # True once the last body byte has been handed out by body(): the chunk just received can
+    # be sent on as the final one, without another message for the end of the body.
+    complete: bool
 
     def body(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive (de-chunked, never decompressed)."""

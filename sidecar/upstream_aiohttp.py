@@ -51,11 +51,11 @@ async def _then(body: AsyncIterable[bytes], on_end: Callable[[], None]) -> Async
 
 
 class AiohttpResponse:
-    __slots__ = ("_complete", "_read_timeout", "_response", "headers", "status")
+    __slots__ = ("_read_timeout", "_response", "complete", "headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse, read_timeout: float | None) -> None:
         self._response = response
-        self._complete = False
+        self.complete = False
         # Set when aiohttp's own sock_read timeout is off for this response (uploads).
         self._read_timeout = read_timeout
         self.status = response.status
@@ -73,13 +73,15 @@ class AiohttpResponse:
                         chunk = await content.readany()
                 if not chunk:
                     break
+                if content.at_eof():
+                    self.complete = True
                 yield chunk
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise translate(exc) from exc
-        self._complete = True
+        self.complete = True
 
     async def aclose(self) -> None:
-        if self._complete:
+        if self.complete:
             self._response.release()
         else:
             # Unread body: the connection is in an unknown state and must not be reused.

@@ -18,6 +18,14 @@ MIB = 1 << 20
 RSS_BOUND = 150 * MIB
 
 
+@pytest.fixture(scope="module")
+def proxy(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """A proxy of this module's own, with a read timeout that a loaded machine can't trip."""
+    server = Proxy(upstream.url, tmp_path_factory.mktemp("streaming") / "proxy.log")
+    yield server
+    server.stop()
+
+
 class RssSampler:
     """Samples a process's RSS in the background; `peak` is the highest value seen."""
 
