@@ -250,6 +250,9 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         if self._host_headers > 1:
             # RFC 9112 §3.2: 400. Which one would the app believe? (aiohttp keeps the last.)
             raise _AmbiguousHost
+        if self._host_headers == 0 and self.parser.get_http_version() == "1.1":
+            # RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400 (HTTP/1.0 may omit it).
+            raise _AmbiguousHost
         self._disarm_header_deadline()
         self._reading_headers = False
         self._message_boundaries += 1

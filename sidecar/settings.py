@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_ports_differ(self) -> Settings:
+        if self.port == self.admin_port:
+            raise ValueError("admin_port: must differ from --port")
+        return self
+
+    @model_validator(mode="after")
     def _check_sentinel_pair(self) -> Settings:
         if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
             raise ValueError("redis_sentinels: needs --redis-sentinel-master (and the reverse)")

@@ -83,6 +83,10 @@ class Process:
         return int(psutil.Process(self.pid).memory_info().rss)
 
 
+def _python(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
 def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMPROXY_")}
     env["PYTHONUNBUFFERED"] = "1"
@@ -94,11 +98,20 @@ class Upstream(Process):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__(
-            [sys.executable, "-m", "tests.upstream_app", "--port", str(self.port)]
-            + ["--keep-alive", str(keep_alive)],
+            [
+                *_python("tests.upstream_app"),
+                "--port",
+                str(self.port),
+                "--keep-alive",
+                str(keep_alive),
+            ],
             log,
         )
-        wait_until(lambda: _answers(self.url + "/stats"), START_TIMEOUT, "the upstream app")
+        try:
+            wait_until(lambda: _answers(self.url + "/stats"), START_TIMEOUT, "the upstream app")
+        except BaseException:
+            self.stop()
+            raise
 
     def stats(self) -> dict[str, object]:
         result: dict[str, object] = httpx.get(self.url + "/stats", timeout=5).json()
@@ -106,9 +119,7 @@ class Upstream(Process):
 
 
 class Proxy(Process):
-    def __init__(
-        self, upstream: str, log: Path, *extra: str, wait_ready: bool = True
-    ) -> None:
+    def __init__(self, upstream: str, log: Path, *extra: str, wait_ready: bool = True) -> None:
         self.port = free_port()
         self.admin_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -117,13 +128,21 @@ class Proxy(Process):
         client = os.environ.get("STREAMPROXY_TEST_UPSTREAM_CLIENT")
         chosen = ["--upstream-client", client] if client else []
         super().__init__(
-            [sys.executable, "-m", "sidecar", "run", "--host", "127.0.0.1"]
-            + ["--port", str(self.port), "--admin-port", str(self.admin_port)]
-            + ["--upstream", upstream, *chosen, *extra],
+            [
+                *_python("sidecar"),
+                *("run", "--host", "127.0.0.1", "--upstream", upstream),
+                *("--port", str(self.port), "--admin-port", str(self.admin_port)),
+                *chosen,
+                *extra,
+            ],
             log,
         )
         if wait_ready:
-            self.wait_started()
+            try:
+                self.wait_started()
+            except BaseException:
+                self.stop()  # never leave a half-started process (or its log file) behind
+                raise
 
     def wait_started(self) -> None:
         def started() -> bool:

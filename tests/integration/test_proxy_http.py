@@ -253,10 +253,10 @@ def test_app_abort_mid_body_aborts_the_client(proxy: Proxy) -> None:
 
 
 def test_app_silent_mid_body_aborts_the_client_after_read_timeout(proxy: Proxy) -> None:
-    with pytest.raises(httpx.HTTPError):
-        with httpx.stream("GET", proxy.url + "/silent-mid", timeout=30) as response:
-            assert response.status_code == 200
-            b"".join(response.iter_raw())
+    url = proxy.url + "/silent-mid"
+    with pytest.raises(httpx.HTTPError), httpx.stream("GET", url, timeout=30) as response:
+        assert response.status_code == 200
+        b"".join(response.iter_raw())
 
 
 def test_client_disconnect_cancels_the_upstream_request(proxy: Proxy, upstream: Upstream) -> None:
@@ -418,3 +418,13 @@ def test_bodies_after_a_timed_out_request_on_a_kept_alive_client(proxy: Proxy) -
             assert client.post(proxy.url + "/silent", content=b"s" * 100_000).status_code == 504
             echoed = client.post(proxy.url + "/echo", content=b"e" * 1_000_000).json()
             assert echoed["body_bytes"] == 1_000_000
+
+
+def test_http11_request_without_host_is_refused(proxy: Proxy, upstream: Upstream) -> None:
+    reply = raw_request(proxy.port, b"GET /no-host-marker HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 400"), reply[:100]
+    recent = upstream.stats()["recent"]
+    assert isinstance(recent, list) and "/no-host-marker" not in recent
+    # HTTP/1.0 may omit Host.
+    reply = raw_request(proxy.port, b"GET /echo HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:100]

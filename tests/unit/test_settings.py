@@ -93,3 +93,9 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         flag = "--" + name.replace("_", "-")
         assert f"`{flag}`" in readme, f"{flag} missing from the README's configuration table"
         assert f"`STREAMPROXY_{name.upper()}`" in readme
+
+
+def test_proxy_and_admin_ports_must_differ() -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from(["--port", "15000", "--admin-port", "15000"])
+    assert "--admin-port" in str(error.value)
