@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from sidecar.counting import Counter
 from sidecar.errors import UpstreamError, error_response
 from sidecar.headers import request_headers, response_headers
-from sidecar.http_protocol import ABORT_KEY, GONE_KEY
+from sidecar.http_protocol import ABORT_KEY, CORK_KEY, GONE_KEY
 from sidecar.metrics import ProxyMetrics
 from sidecar.types import Receive, Scope, Send
 from sidecar.upstream import UpstreamClient
@@ -121,6 +121,10 @@ class Forwarder:
             return exc.status
 
         metrics = self._metrics
+        if response.body_ready:
+            # The body (or its end) is already here: the head can go out in the same write.
+            # A response whose body is still to come gets its head at once (SSE, long polls).
+            scope[CORK_KEY] = True
         try:
             await send(
                 {

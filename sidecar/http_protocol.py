@@ -24,13 +24,15 @@ import asyncio
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from sidecar.settings import MAX_HEADER_BYTES
 
-# Scope keys shared with the forwarder: reset the client connection; set when the client left.
+# Scope keys shared with the forwarder: reset the client connection; set when the client left;
+# hold the response head back and write it with the first body chunk.
 ABORT_KEY = "streamproxy.abort"
 GONE_KEY = "streamproxy.client_gone"
+CORK_KEY = "streamproxy.cork"
 
 # Raw bytes allowed before the header section completes: the exact limit is enforced per header
 # in on_header; this one also catches a single header line that never ends.
@@ -69,6 +71,78 @@ def _body_framing(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     if length.isdigit() and int(length) > 0:
         return b"content-length: " + length + b"\r\n"
     return None
+
+
+class _HeadCapture:
+    """Stands in for the transport while uvicorn serialises a response head."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class _HeadFirst:
+    """Stands in for the transport while uvicorn writes the first body chunk: the held head
+    goes out in the same write(), so a small response is one syscall and one TCP segment."""
+
+    __slots__ = ("head", "real")
+
+    def __init__(self, real: asyncio.Transport, head: bytes) -> None:
+        self.real = real
+        self.head: bytes | None = head
+
+    def flush(self) -> None:
+        if self.head is not None:
+            self.real.write(self.head)
+            self.head = None
+
+    def write(self, data: bytes) -> None:
+        head = self.head
+        if head is not None:
+            self.head = None
+            data = head + data
+        self.real.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.real.close()
+
+    def is_closing(self) -> bool:
+        return self.real.is_closing()
+
+
+class _CorkingCycle(RequestResponseCycle):
+    """uvicorn's cycle, but a corked response's head waits for its first body message."""
+
+    _held_head: bytes | None = None
+
+    async def send(self, message: Any) -> None:
+        if self._held_head is None:
+            if message["type"] == "http.response.start" and self.scope.get(CORK_KEY):
+                real = self.transport
+                capture = _HeadCapture()
+                self.transport = capture  # type: ignore[assignment]
+                try:
+                    await super().send(message)
+                finally:
+                    self.transport = real
+                self._held_head = capture.data or None
+                return
+            await super().send(message)
+            return
+        real = self.transport
+        head_first = _HeadFirst(real, self._held_head)
+        self._held_head = None
+        self.transport = head_first  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = real
+            head_first.flush()  # a HEAD response writes no body: the head goes alone
 
 
 class ProxyHttpProtocol(HttpToolsProtocol):
@@ -258,6 +332,10 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self._message_boundaries += 1
         self._raw_header_bytes = 0
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and type(cycle) is RequestResponseCycle:
+            # uvicorn names its cycle class inside on_headers_complete; ours adds only `send`.
+            cycle.__class__ = _CorkingCycle
         if self.parser.should_upgrade() and not self._should_upgrade():
             self._skipped_body = _body_framing(self.headers)
 

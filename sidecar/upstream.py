@@ -32,6 +32,10 @@ class UpstreamResponse(Protocol):
     # be sent on as the final one, without another message for the end of the body.
     complete: bool
 
+    @property
+    def body_ready(self) -> bool:
+        """True when body() would yield its first chunk (or end) without waiting."""
+
     def body(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive (de-chunked, never decompressed)."""
 

@@ -61,6 +61,10 @@ class AiohttpResponse:
         self.status = response.status
         self.headers: RawHeaders = list(response.raw_headers)
 
+    @property
+    def body_ready(self) -> bool:
+        return self._response.content.at_eof()
+
     async def body(self) -> AsyncIterator[bytes]:
         content = self._response.content
         read_timeout = self._read_timeout

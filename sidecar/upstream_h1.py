@@ -58,6 +58,11 @@ class H1Response:
         self._conn: H1Connection | None = conn
         self._sender = sender
 
+    @property
+    def body_ready(self) -> bool:
+        conn = self._conn
+        return conn is None or bool(conn.chunks) or conn.complete
+
     def body(self) -> AsyncIterator[bytes]:
         return self
 

@@ -11,6 +11,7 @@ Run: `python -m tests.upstream_app --port N [--keep-alive S]`. Routes:
     /abort?bytes=N                 N bytes of a longer Content-Length, then the connection drops
     /silent                        never answers (until the client goes away)
     /silent-mid                    headers and one chunk, then silence
+    /late-body?delay=S             headers at once, the body S seconds later (SSE, long polls)
     /hang                          never answers; counts itself in /stats while it waits
     /stats                         JSON: hanging requests now, disconnects seen, stream progress,
                                    "recent": the last 256 HTTP targets received (path?query)
@@ -154,6 +155,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         )
         await send({"type": "http.response.body", "body": b"a" * sent, "more_body": True})
         raise RuntimeError("upstream aborts mid-body on purpose")
+    elif path == "/late-body":
+        # Headers now, the body after a delay: like SSE or a long poll.
+        await _read_body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(float(query.get("delay", "2")))
+        await send({"type": "http.response.body", "body": b"late"})
     elif path == "/silent":
         await _read_body(receive)
         await _wait_disconnect(receive)

@@ -428,3 +428,15 @@ def test_http11_request_without_host_is_refused(proxy: Proxy, upstream: Upstream
     # HTTP/1.0 may omit Host.
     reply = raw_request(proxy.port, b"GET /echo HTTP/1.0\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 200"), reply[:100]
+
+
+def test_headers_are_not_held_back_until_a_late_body(proxy: Proxy) -> None:
+    started = time.monotonic()
+    with httpx.stream("GET", proxy.url + "/late-body?delay=1.5", timeout=30) as response:
+        headers_at = time.monotonic() - started
+        assert response.status_code == 200
+        body = b"".join(response.iter_raw())
+        body_at = time.monotonic() - started
+    assert body == b"late"
+    assert body_at >= 1.4
+    assert headers_at < body_at - 0.5  # the head went out before the body existed
