@@ -1,6 +1,7 @@
 """Errors the proxy itself produces, and the one place they become HTTP responses.
 
     StreamproxyError
+    ├── ClientDisconnected            the client left while its request body was streaming
     └── UpstreamError                 the app could not be used; `status` and `reason` say how
         ├── UpstreamConnectError      refused / unreachable            -> 502 connect_refused
         ├── UpstreamConnectTimeout    no connection in time            -> 504 connect_timeout
@@ -18,6 +19,10 @@ from __future__ import annotations
 
 class StreamproxyError(Exception):
     """Base of every error streamproxy raises on purpose."""
+
+
+class ClientDisconnected(StreamproxyError):
+    """Raised into the upstream request body: a truncated body must never look complete."""
 
 
 class UpstreamError(StreamproxyError):

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 from sidecar.counting import Counter
-from sidecar.errors import UpstreamError, error_response
+from sidecar.errors import ClientDisconnected, UpstreamError, error_response
 from sidecar.headers import request_headers, response_headers
 from sidecar.http_protocol import ABORT_KEY, CORK_KEY, GONE_KEY
 from sidecar.metrics import ProxyMetrics
@@ -156,7 +156,9 @@ class Forwarder:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return  # http.disconnect: this task is being cancelled anyway
+                # http.disconnect. Returning would end the body cleanly (a chunked upload would
+                # get its terminator): the app must see a broken request instead.
+                raise ClientDisconnected("client disconnected during the request body")
             chunk: bytes = message.get("body", b"")
             if chunk:
                 metrics.request_bytes += len(chunk)

@@ -11,6 +11,7 @@ Run: `python -m tests.upstream_app --port N [--keep-alive S]`. Routes:
     /abort?bytes=N                 N bytes of a longer Content-Length, then the connection drops
     /silent                        never answers (until the client goes away)
     /silent-mid                    headers and one chunk, then silence
+    /record?id=X                   reads the body; /stats "recorded"[X] says if it arrived whole
     /late-body?delay=S             headers at once, the body S seconds later (SSE, long polls)
     /hang                          never answers; counts itself in /stats while it waits
     /stats                         JSON: hanging requests now, disconnects seen, stream progress,
@@ -155,6 +156,15 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         )
         await send({"type": "http.response.body", "body": b"a" * sent, "more_body": True})
         raise RuntimeError("upstream aborts mid-body on purpose")
+    elif path == "/record":
+        # Remembers how the body ended, under ?id=: complete, or cut off by a disconnect.
+        size, _, disconnected = await _read_body(receive)
+        STATS.setdefault("recorded", {})[query.get("id", "")] = {
+            "bytes": size,
+            "complete": not disconnected,
+        }
+        if not disconnected:
+            await _respond(send, 200, b"recorded")
     elif path == "/late-body":
         # Headers now, the body after a delay: like SSE or a long poll.
         await _read_body(receive)

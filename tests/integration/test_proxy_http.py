@@ -440,3 +440,30 @@ def test_headers_are_not_held_back_until_a_late_body(proxy: Proxy) -> None:
     assert body == b"late"
     assert body_at >= 1.4
     assert headers_at < body_at - 0.5  # the head went out before the body existed
+
+
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_client_leaving_mid_upload_never_looks_like_a_complete_body(
+    proxy: Proxy, upstream: Upstream, framing: str
+) -> None:
+    marker = f"cut-{framing}"
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    if framing == "chunked":
+        head = b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    else:
+        head = b"Content-Length: 1000\r\n\r\nhello"
+    sock.sendall(f"POST /record?id={marker} HTTP/1.1\r\nHost: h\r\n".encode() + head)
+
+    def app_saw_it() -> bool:
+        recorded = upstream.stats().get("recorded") or {}
+        return isinstance(recorded, dict) and marker in recorded
+
+    try:
+        # Give the proxy time to start the upstream request (the app then waits for the rest).
+        wait_until(lambda: f"/record?id={marker}" in upstream.stats()["recent"], 10, "upload")  # type: ignore[operator]
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # RST: the client is gone mid-body
+    wait_until(app_saw_it, 10, "the app to see the upload end")
+    recorded = upstream.stats()["recorded"][marker]  # type: ignore[index]
+    assert recorded["complete"] is False
