@@ -183,8 +183,10 @@ def start_stack(rendered: list[dict[str, Any]]) -> Generator[Stack, None, None]:
         redis.remove()
 
 
-@pytest.fixture(scope="module")
-def stack(rendered: list[dict[str, Any]], request: pytest.FixtureRequest) -> Iterator[Stack]:
+def _watched_stack(
+    rendered: list[dict[str, Any]], request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    """A started stack whose container logs are kept for the summary when a test failed."""
     failed_before = request.session.testsfailed
     gen = start_stack(rendered)
     current = next(gen)
@@ -193,6 +195,11 @@ def stack(rendered: list[dict[str, Any]], request: pytest.FixtureRequest) -> Ite
         _failure_dumps.append(current.pod.logs())
         _failure_dumps.append(current.redis.logs())
     gen.close()
+
+
+@pytest.fixture(scope="module")
+def stack(rendered: list[dict[str, Any]], request: pytest.FixtureRequest) -> Iterator[Stack]:
+    yield from _watched_stack(rendered, request)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -205,11 +212,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture
 def fresh_stack(rendered: list[dict[str, Any]], request: pytest.FixtureRequest) -> Iterator[Stack]:
     """A pod of its own, for a test that ends it."""
-    failed_before = request.session.testsfailed
-    gen = start_stack(rendered)
-    current = next(gen)
-    yield current
-    if request.session.testsfailed > failed_before:
-        _failure_dumps.append(current.pod.logs())
-        _failure_dumps.append(current.redis.logs())
-    gen.close()
+    yield from _watched_stack(rendered, request)
