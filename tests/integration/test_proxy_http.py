@@ -467,3 +467,44 @@ def test_client_leaving_mid_upload_never_looks_like_a_complete_body(
     wait_until(app_saw_it, 10, "the app to see the upload end")
     recorded = upstream.stats()["recorded"][marker]  # type: ignore[index]
     assert recorded["complete"] is False
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One Content-Length-framed response from a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_idle_client_connection_outlives_uvicorns_5s_default(proxy: Proxy) -> None:
+    # Load balancers keep idle connections ~60 s: a proxy closing them at 5 s makes them fail.
+    request = b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(6)  # the idle period under test, not a wait for something to happen
+        sock.sendall(request)
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_idle_client_connection_closes_after_the_keepalive_timeout(
+    proxy_factory: Callable[..., Proxy], upstream: Upstream
+) -> None:
+    proxy = proxy_factory(upstream.url, "--keepalive-timeout", "0.5")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # the proxy closes the idle connection
+        assert time.monotonic() - started < 8
