@@ -133,6 +133,9 @@ def build_client(settings: Settings) -> RedisLink:
             "socket_connect_timeout": SOCKET_TIMEOUT,
             "retry": Retry(NoBackoff(), 0),
         }
+        if settings.redis_sentinel_auth:
+            # Sentinels with `requirepass` (e.g. Bitnami's auth.sentinel) share Redis's password.
+            sentinel_kwargs.update(username=target.username, password=target.password)
         if target.tls:
             # A TLS deployment is TLS throughout: the sentinels are asked over TLS as well.
             kwargs["connection_class"] = SentinelManagedSSLConnection

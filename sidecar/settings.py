@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     redis_sentinel_master: str | None = Field(
         None, description="Sentinel master name (with --redis-sentinels)."
     )
+    redis_sentinel_auth: bool = Field(
+        False, description="Send the Redis username/password to the Sentinels too."
+    )
     redis_cluster: bool = Field(False, description="Treat --redis-url as a Redis Cluster node.")
     counter_key: str = Field(
         "streamproxy:requests", min_length=1, description="The shared Redis key."

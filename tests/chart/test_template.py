@@ -178,6 +178,7 @@ def test_env_every_proxy_value() -> None:
             "cluster": True,
             "sentinels": "s1:26379,s2:26379",
             "sentinelMaster": "mymaster",
+            "sentinelAuth": True,
             "server": {"enabled": False},
         },
     }
@@ -199,6 +200,7 @@ def test_env_every_proxy_value() -> None:
         "STREAMPROXY_REDIS_CA_FILE": "/ca/ca.crt",
         "STREAMPROXY_REDIS_SENTINELS": "s1:26379,s2:26379",
         "STREAMPROXY_REDIS_SENTINEL_MASTER": "mymaster",
+        "STREAMPROXY_REDIS_SENTINEL_AUTH": "true",
         "STREAMPROXY_REDIS_CLUSTER": "true",
         "STREAMPROXY_COUNTER_KEY": "k",
         "STREAMPROXY_FLUSH_INTERVAL": "1",

@@ -58,6 +58,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "redis_url": "redis://r:6379",
             "redis_sentinels": "s1:26379,s2:26379",
             "redis_sentinel_master": "main",
+            "redis_sentinel_auth": True,
             "redis_cluster": True,
             "flush_interval": 0.05,
             "drain_seconds": 0.0,

@@ -98,3 +98,41 @@ async def test_master_killed_mid_traffic_is_exact(
            failed_flushes=counter.stats().flush_failures)  # fmt: skip
     assert counter_value(redis_sentinel.replica) == 3000
     await eventually(lambda: counter_value(redis_sentinel.master) == 3000, within=20)
+
+
+async def test_sentinels_with_requirepass_need_sentinel_auth(
+    redis_server_factory: ServerFactory, counter_factory: CounterFactory
+) -> None:
+    secret = "s3cret"
+    auth = ["--requirepass", secret, "--masterauth", secret]
+    master = redis_server_factory(password=secret, extra_args=auth)
+    replica = redis_server_factory(
+        password=secret, extra_args=[*auth, "--replicaof", "127.0.0.1", str(master.port)]
+    )
+    conf = (
+        f"requirepass {secret}\n"
+        f"sentinel monitor locked 127.0.0.1 {master.port} 1\n"
+        f"sentinel auth-pass locked {secret}\n"
+        "sentinel down-after-milliseconds locked 2000\n"
+        f"sentinel known-replica locked 127.0.0.1 {replica.port}\n"
+    )
+    sentinel = redis_server_factory(sentinel_conf=conf, persistent=False, password=secret)
+
+    def replica_synced() -> bool:
+        with replica.client() as client:
+            return bool(client.info("replication").get("master_link_status") == "up")
+
+    await eventually(replica_synced, what="the replica to sync")
+    common = {
+        "redis_url": f"redis://:{secret}@127.0.0.1:{master.port}/0",
+        "redis_sentinels": f"127.0.0.1:{sentinel.port}",
+        "redis_sentinel_master": "locked",
+    }
+    without = await counter_factory(**common)
+    with_auth = await counter_factory(**common, redis_sentinel_auth=True)
+    for _ in range(50):
+        without.incr()
+        with_auth.incr()
+    await eventually(lambda: with_auth.pending == 0, what="flushed with sentinel auth")
+    assert counter_value(master) == 50  # only the counter that may ask the sentinels got through
+    assert without.pending == 50 and without.redis_state == "down"
