@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,10 @@ from typing import Any
 import pytest
 
 from tests.chart.helm import RELEASE, env_map, find, render, sidecar, workload_pod_spec
+from tests.proxy_fixtures import free_ports
 
 pytestmark = pytest.mark.slow
 FULLNAME = f"{RELEASE}-streamproxy"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def streamproxy() -> str:
@@ -49,7 +42,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 @pytest.fixture
 def pod() -> Iterator[dict[str, Any]]:
-    proxy_port, admin_port, app_port = free_port(), free_port(), free_port()
+    proxy_port, admin_port, app_port = free_ports(3)
     docs = render(
         values={
             "proxy": {

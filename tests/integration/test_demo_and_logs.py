@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.proxy_fixtures import ROOT, Proxy, Upstream, free_port, wait_until
+from tests.proxy_fixtures import ROOT, Proxy, Upstream, free_port, free_ports, wait_until
 
 
 def test_demo_serves_the_echo_app_through_the_proxy(tmp_path: Path) -> None:
-    port, admin_port, app_port = free_port(), free_port(), free_port()
+    port, admin_port, app_port = free_ports(3)
     log = (tmp_path / "demo.log").open("wb")
     ports = ["--port", str(port), "--admin-port", str(admin_port), "--app-port", str(app_port)]
     demo = subprocess.Popen(

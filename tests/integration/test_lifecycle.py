@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.proxy_fixtures import ROOT, Proxy, Upstream, free_port, wait_until
+from tests.proxy_fixtures import ROOT, Proxy, Upstream, free_port, free_ports, wait_until
 from tests.redis_fixtures import RedisServer
 
 EXIT_TIMEOUT = 20.0
@@ -314,7 +314,7 @@ def raw_processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 def test_flags_win_over_environment(
     upstream: Upstream, raw_processes: list[subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
-    env_port, flag_port, admin_port = free_port(), free_port(), free_port()
+    env_port, flag_port, admin_port = free_ports(3)
     env = {
         "STREAMPROXY_PORT": str(env_port),
         "STREAMPROXY_HOST": "127.0.0.1",
