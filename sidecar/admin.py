@@ -37,6 +37,11 @@ def _is_loopback(host: str | None) -> bool:
     return address.is_loopback
 
 
+def is_ready(health: UpstreamHealth, lifecycle: Lifecycle) -> bool:
+    """The readiness verdict of /status, /readyz and the `streamproxy_ready` gauge."""
+    return health.up and not lifecycle.draining
+
+
 class AdminState:
     """What the admin endpoints read; all of it maintained elsewhere."""
 
@@ -46,16 +51,14 @@ class AdminState:
         health: UpstreamHealth,
         lifecycle: Lifecycle,
         registry: CollectorRegistry,
-        upstream: str,
     ) -> None:
         self.counter = counter
         self.health = health
         self.lifecycle = lifecycle
         self.registry = registry
-        self.upstream = upstream
 
     def ready(self) -> bool:
-        return self.health.up and not self.lifecycle.draining
+        return is_ready(self.health, self.lifecycle)
 
 
 def create_admin_app(state: AdminState) -> Starlette:

@@ -113,14 +113,14 @@ class Forwarder:
         headers, has_body = request_headers(scope["headers"], client[0] if client else None)
         body = self._request_body(receive) if has_body else None
 
+        metrics = self._metrics
         try:
             response = await self._client.request(method, target, headers, body)
         except UpstreamError as exc:
-            self._metrics.upstream_error(exc.reason)
+            metrics.upstream_error(exc.reason)
             await send_error(send, exc.status, exc.reason)
             return exc.status
 
-        metrics = self._metrics
         if response.body_ready:
             # The body (or its end) is already here: the head can go out in the same write.
             # A response whose body is still to come gets its head at once (SSE, long polls).

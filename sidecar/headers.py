@@ -55,11 +55,12 @@ def _has_connection_header(headers: RawHeaders) -> bool:
     return any(name == b"connection" for name, _ in headers)
 
 
-def strip_hop_by_hop(headers: RawHeaders, extra: frozenset[bytes] = frozenset()) -> RawHeaders:
-    drop = HOP_BY_HOP | extra
+def strip_hop_by_hop(headers: RawHeaders) -> RawHeaders:
+    """`headers` (lower-case names) without hop-by-hop ones and those `Connection` lists."""
+    drop = HOP_BY_HOP
     if _has_connection_header(headers):
         drop = drop | connection_listed(headers)
-    return [(name, value) for name, value in headers if name.lower() not in drop]
+    return [(name, value) for name, value in headers if name not in drop]
 
 
 _HTTP_DROP = HOP_BY_HOP | _REQUEST_ONLY
@@ -108,12 +109,4 @@ def request_headers(
 
 def response_headers(headers: RawHeaders) -> RawHeaders:
     """Headers for the client: the app's, minus hop-by-hop. Names are lower-cased for ASGI."""
-    listed: frozenset[bytes] = frozenset()
-    out: RawHeaders = []
-    for name, value in headers:
-        lname = name.lower()
-        if lname == b"connection":
-            listed = listed | connection_listed([(lname, value)])
-        out.append((lname, value))
-    drop = HOP_BY_HOP | listed
-    return [(name, value) for name, value in out if name not in drop]
+    return strip_hop_by_hop([(name.lower(), value) for name, value in headers])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Any
 
 # LogRecord attributes that are not user `extra=` fields.
@@ -52,7 +51,3 @@ def configure_logging(level: str, access_log: bool) -> None:
     access = logging.getLogger("streamproxy.access")
     access.disabled = not access_log
     access.setLevel(logging.INFO)
-
-
-def monotonic_ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 3)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from sidecar.admin import AdminState, create_admin_app
+from sidecar.admin import AdminState, create_admin_app, is_ready
 from sidecar.counting import make_counter
 from sidecar.forwarder import Forwarder
 from sidecar.health import UpstreamHealth
@@ -112,9 +112,9 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
         return WebSocketProxy(settings, metrics)
 
     registry = make_registry(
-        metrics, counter, lambda: health.up, lambda: health.up and not lifecycle.draining
+        metrics, counter, lambda: health.up, lambda: is_ready(health, lifecycle)
     )
-    admin_state = AdminState(counter, health, lifecycle, registry, settings.upstream)
+    admin_state = AdminState(counter, health, lifecycle, registry)
 
     forwarder = Forwarder(client, counter, metrics, websockets)
     proxy = _Server(

@@ -313,7 +313,7 @@ def test_quitquitquit_from_another_host_is_forbidden_in_process() -> None:
         health = UpstreamHealth(settings)
         lifecycle = Lifecycle()
         registry = make_registry(ProxyMetrics(), counter, lambda: True, lambda: True)
-        app = create_admin_app(AdminState(counter, health, lifecycle, registry, settings.upstream))
+        app = create_admin_app(AdminState(counter, health, lifecycle, registry))
         outside = httpx.ASGITransport(app=app, client=("192.0.2.10", 40000))
         async with httpx.AsyncClient(transport=outside, base_url="http://admin") as client:
             response = await client.post("/quitquitquit")
