@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from sidecar.counting import Counter
 from sidecar.errors import ClientDisconnected, UpstreamError, error_response
-from sidecar.headers import request_headers, response_headers
+from sidecar.headers import request_headers, strip_hop_by_hop
 from sidecar.http_protocol import ABORT_KEY, CORK_KEY, GONE_KEY
 from sidecar.metrics import ProxyMetrics
 from sidecar.types import Receive, Scope, Send
@@ -130,7 +130,7 @@ class Forwarder:
                 {
                     "type": "http.response.start",
                     "status": response.status,
-                    "headers": response_headers(response.headers),
+                    "headers": strip_hop_by_hop(response.headers),
                 }
             )
             last_sent = False

@@ -105,8 +105,3 @@ def request_headers(
     if not has_xfh and host is not None:
         out.append((b"x-forwarded-host", host))
     return out, has_body
-
-
-def response_headers(headers: RawHeaders) -> RawHeaders:
-    """Headers for the client: the app's, minus hop-by-hop. Names are lower-cased for ASGI."""
-    return strip_hop_by_hop([(name.lower(), value) for name, value in headers])

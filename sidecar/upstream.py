@@ -26,7 +26,8 @@ from sidecar.types import RawHeaders
 
 class UpstreamResponse(Protocol):
     status: int
-    # Raw response headers: order and repeats kept, hop-by-hop NOT yet removed.
+    # Response headers with lower-case names (as ASGI wants them, folded once, by the client
+    # that parsed them): order and repeats kept, hop-by-hop NOT yet removed.
     headers: RawHeaders
     # True once the last body byte has been handed out by body(): the chunk just received can
     # be sent on as the final one, without another message for the end of the body.

@@ -59,7 +59,7 @@ class AiohttpResponse:
         # Set when aiohttp's own sock_read timeout is off for this response (uploads).
         self._read_timeout = read_timeout
         self.status = response.status
-        self.headers: RawHeaders = list(response.raw_headers)
+        self.headers: RawHeaders = [(name.lower(), value) for name, value in response.raw_headers]
 
     @property
     def body_ready(self) -> bool:
