@@ -55,6 +55,11 @@ class Forwarder:
         # Made on the first websocket: its client library costs ~10 MiB the HTTP path never needs.
         self._make_websockets = websockets
         self._websockets: WebSocketProxy | None = None
+        # Read once: logging is configured before the forwarder is made and never changes
+        # after, and asking the logger costs a call and a cache lookup on every request.
+        self._access_log = access_logger.disabled is False and access_logger.isEnabledFor(
+            logging.INFO
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -86,7 +91,7 @@ class Forwarder:
             metrics.in_flight -= 1
             elapsed = time.perf_counter() - started
             metrics.observe(scope["method"], status, elapsed)
-            if access_logger.disabled is False and access_logger.isEnabledFor(logging.INFO):
+            if self._access_log:
                 access_logger.info(
                     "request",
                     extra={

@@ -508,3 +508,20 @@ def test_idle_client_connection_closes_after_the_keepalive_timeout(
         started = time.monotonic()
         assert sock.recv(65536) == b""  # the proxy closes the idle connection
         assert time.monotonic() - started < 8
+
+
+def test_a_busy_connection_outlives_the_keepalive_timeout_and_closes_once_idle(
+    proxy_factory: Callable[..., Proxy], upstream: Upstream
+) -> None:
+    # The keep-alive timer stays armed across requests: when it fires on a connection that
+    # was used since, it must re-arm for the rest of the idle time, not close it.
+    proxy = proxy_factory(upstream.url, "--keepalive-timeout", "1")
+    request = b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        for _ in range(8):  # 8 gaps of 0.4 s: 3 s of use, each gap shorter than the timeout
+            sock.sendall(request)
+            assert read_response(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(0.4)  # the idle gap under test
+        started = time.monotonic()
+        assert sock.recv(65536) == b""  # then idle: closed
+        assert time.monotonic() - started < 8
