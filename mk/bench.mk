@@ -6,7 +6,7 @@ BENCH_ARGS ?=
 
 .PHONY: bench bench-quick
 
-## bench: full benchmark (~10 min): direct, streamproxy (aiohttp and h1 clients), aiohttp peer, nginx
+## bench: full benchmark (~5 min): direct, streamproxy (aiohttp and h1 clients), aiohttp peer, nginx
 bench: install
 	$(BENCH_PYTHON) -m bench $(BENCH_ARGS)
 
