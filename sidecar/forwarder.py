@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 from sidecar.counting import Counter
 from sidecar.errors import ClientDisconnected, UpstreamError, error_response
 from sidecar.headers import request_headers, strip_hop_by_hop
-from sidecar.http_protocol import ABORT_KEY, CORK_KEY, GONE_KEY
+from sidecar.http_protocol import ABORT_KEY, GONE_KEY
 from sidecar.metrics import ProxyMetrics
+from sidecar.response_cycle import CORK_KEY
 from sidecar.types import Receive, Scope, Send
 from sidecar.upstream import UpstreamClient
 

@@ -1,4 +1,4 @@
-"""The proxy's response serialisation (`_ProxyCycle.send`) against a transport that records writes.
+"""The proxy's response serialisation (`ProxyCycle.send`) against a transport that records writes.
 
 The connection-level behaviour (limits, deadlines, upgrades, disconnects) is tested through real
 sockets in tests/integration; this is the pure framing logic.
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 
-from sidecar.http_protocol import CORK_KEY, _ProxyCycle
+from sidecar.response_cycle import CORK_KEY, ProxyCycle
 
 
 class RecordingTransport:
@@ -37,13 +37,13 @@ class RecordingTransport:
         pass
 
 
-def make_cycle(method: str = "GET", cork: bool = False) -> tuple[_ProxyCycle, RecordingTransport]:
+def make_cycle(method: str = "GET", cork: bool = False) -> tuple[ProxyCycle, RecordingTransport]:
     transport = RecordingTransport()
     scope: dict[str, Any] = {"type": "http", "method": method}
     if cork:
         scope[CORK_KEY] = True
     logger = logging.getLogger("test")
-    cycle = _ProxyCycle(
+    cycle = ProxyCycle(
         scope=scope,  # type: ignore[arg-type]
         transport=transport,  # type: ignore[arg-type]
         flow=FlowControl(transport),  # type: ignore[arg-type]
