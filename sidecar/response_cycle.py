@@ -10,6 +10,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
 
+from sidecar.headers import connection_listed
+
 # Scope key set by the forwarder: hold the response head back and write it with the first body
 # chunk.
 CORK_KEY = "streamproxy.cork"
@@ -17,10 +19,6 @@ CORK_KEY = "streamproxy.cork"
 # Header names whose values change how the response is framed, by length: only these few are
 # lower-cased and compared (content-length 14, transfer-encoding 17, connection 10).
 _FRAMING_NAME_LENGTHS = frozenset({10, 14, 17})
-
-
-def _close_listed(value: bytes) -> bool:
-    return any(token.strip().lower() == b"close" for token in value.split(b","))
 
 
 class ProxyCycle(RequestResponseCycle):
@@ -76,7 +74,7 @@ class ProxyCycle(RequestResponseCycle):
                 elif lowered == b"transfer-encoding" and value.lower() == b"chunked":
                     self.expected_content_length = 0
                     self.chunked_encoding = True
-                elif lowered == b"connection" and _close_listed(value):
+                elif lowered == b"connection" and b"close" in connection_listed([(lowered, value)]):
                     self.keep_alive = False
                     has_connection_close = True
             content += (name, b": ", value, b"\r\n")
