@@ -177,3 +177,26 @@ def test_open_websocket_is_closed_at_shutdown_on_both_sides(
     )
     assert dedicated.wait(timeout=20) == 0
     assert time.monotonic() - sent_at < 10
+
+
+def _mapped(pid: int, fragment: str) -> bool:
+    with open(f"/proc/{pid}/maps") as maps:
+        return any(fragment in line for line in maps)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc/<pid>/maps")
+def test_websocket_libraries_load_on_the_first_upgrade(
+    upstream: Upstream, proxy_factory: Callable[..., Proxy]
+) -> None:
+    # Both sides of a websocket cost memory that a proxy serving only HTTP would carry in every
+    # pod: uvicorn's websocket protocol (the websockets library) and the upstream client
+    # (aiohttp). Their compiled extensions show in the process's memory map once imported.
+    dedicated = proxy_factory(upstream.url)
+    assert httpx.get(dedicated.url + "/echo", timeout=TIMEOUT).status_code == 200
+    assert not _mapped(dedicated.pid, "/websockets/speedups")
+    assert not _mapped(dedicated.pid, "/aiohttp/")
+    with connect(ws_url(dedicated), open_timeout=TIMEOUT) as ws:
+        ws.send("first")
+        assert ws.recv(timeout=TIMEOUT) == "first"
+    assert _mapped(dedicated.pid, "/websockets/speedups")
+    assert _mapped(dedicated.pid, "/aiohttp/")
