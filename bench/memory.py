@@ -25,6 +25,11 @@ STEPS: list[tuple[str, str]] = [
     ("python + asyncio (+ ssl)", "import asyncio"),
     ("+ uvloop", "import uvloop"),
     ("+ pydantic", "import pydantic"),
+    # pydantic builds its model machinery on the first model class: any settings class pays it.
+    (
+        "+ a pydantic model defined",
+        "from pydantic import BaseModel\nclass _Model(BaseModel):\n    x: int = 0",
+    ),
     ("+ pydantic-settings", "import pydantic_settings"),
     ("+ uvicorn (+ click) + httptools", "import uvicorn, httptools"),
     ("+ starlette", "import starlette.applications"),

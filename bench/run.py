@@ -459,6 +459,10 @@ def start_target(
         argv = [PYTHON, "-m", "bench.peers.aiohttp_proxy", "--port", str(port), "--upstream", up]
         ready = f"http://127.0.0.1:{port}/small"
         counts = False
+    elif name == "uvicorn-floor":
+        argv = [PYTHON, "-m", "bench.peers.uvicorn_floor", "--port", str(port)]
+        ready = f"http://127.0.0.1:{port}/small"
+        counts = False
     elif name == "nginx":
         argv = nginx_argv(
             procs.workdir, "nginx-proxy", NGINX_PROXY.format(port=port, upstream=upstream.port)
@@ -503,6 +507,9 @@ def run_target(
     name: str, plan: Plan, procs: Processes, upstream: Upstream, redis: Redis
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"target": name}
+    scenarios = plan.scenarios
+    if name == "uvicorn-floor":  # no upstream behind it: small GETs only
+        scenarios = [s for s in scenarios if s in ("small64", "small1")]
     ready_times = []
     target = None
     for attempt in range(plan.ready_tries if name != "direct" else 1):
@@ -521,7 +528,7 @@ def run_target(
         log(f"{name}: warm-up")
         wrk(base + "/small", 64, 1)
 
-        if "small64" in plan.scenarios:
+        if "small64" in scenarios:
             # Small GETs at 64 connections (+ Redis commands per 1,000 requests on the first run)
             runs = []
             for i in range(plan.repeats):
@@ -549,7 +556,7 @@ def run_target(
                 )
             out["small64"] = _summary(runs)
 
-        if "small1" in plan.scenarios:
+        if "small1" in scenarios:
             runs = []
             for _ in range(plan.repeats):
                 result = wrk(base + "/small", 1, plan.latency_duration)
@@ -557,7 +564,7 @@ def run_target(
                 log(f"{name}: small@1 p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms")
             out["small1"] = _summary(runs)
 
-        if "post64k" in plan.scenarios:
+        if "post64k" in scenarios:
             script = procs.workdir / "post64k.lua"
             script.write_text(
                 f'wrk.method = "POST"\nwrk.body = string.rep("a", {POST_BYTES})\n'
@@ -574,7 +581,7 @@ def run_target(
                 log(f"{name}: post64k@64 {result.get('rps', 0):,.0f} req/s")
             out["post64k"] = _summary(runs)
 
-        if "download" in plan.scenarios:
+        if "download" in scenarios:
             out["download"] = _transfers(
                 name,
                 plan,
@@ -583,7 +590,7 @@ def run_target(
                 "down",
                 plan.big_bytes,
             )
-        if "upload" in plan.scenarios:
+        if "upload" in scenarios:
             upload_file = procs.workdir / "upload.bin"
             if not upload_file.exists():
                 with open(upload_file, "wb") as f:
@@ -613,7 +620,7 @@ def run_target(
 
             out["upload"] = _transfers(name, plan, pid, upload, "up", plan.big_bytes)
 
-        if "slow" in plan.scenarios and pid:
+        if "slow" in scenarios and pid:
             out["slow_client"] = _slow_client(base, plan, pid)
             out["after_rss_mib"] = rss_mib(pid)
     finally:
@@ -776,8 +783,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds per scenario")
     parser.add_argument(
         "--targets",
-        default="direct,streamproxy-aiohttp,streamproxy-h1,aiohttp-peer,nginx",
-        help="comma-separated: direct, streamproxy-aiohttp, streamproxy-h1, aiohttp-peer, nginx",
+        default="direct,uvicorn-floor,streamproxy-aiohttp,streamproxy-h1,aiohttp-peer,nginx",
+        help="comma-separated: direct, uvicorn-floor, streamproxy-aiohttp, streamproxy-h1,"
+        " aiohttp-peer, nginx",
     )
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of: %(default)s"
