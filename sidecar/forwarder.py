@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sidecar.counting import Counter
@@ -48,7 +48,7 @@ class Forwarder:
         client: UpstreamClient,
         counter: Counter,
         metrics: ProxyMetrics,
-        websockets: Callable[[], WebSocketProxy],
+        websockets: Callable[[], Awaitable[WebSocketProxy]],
     ) -> None:
         self._client = client
         self._counter = counter
@@ -69,7 +69,10 @@ class Forwarder:
         elif kind == "websocket":
             self._counter.incr()
             if self._websockets is None:
-                self._websockets = self._make_websockets()
+                websockets = await self._make_websockets()
+                # Two first websockets may both have waited: keep one (it holds no session yet).
+                if self._websockets is None:
+                    self._websockets = websockets
             await self._websockets.forward(scope, receive, send)
 
     async def aclose(self) -> None:

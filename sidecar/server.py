@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import signal
 import socket
@@ -115,7 +116,11 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
     health = UpstreamHealth(settings)
     client = make_upstream_client(settings)
 
-    def websockets() -> WebSocketProxy:
+    async def websockets() -> WebSocketProxy:
+        # aiohttp takes ~130 ms to import: in a thread, or the first websocket would stall every
+        # request on the loop for that long. (The server side's protocol, ~20 ms, can't wait:
+        # uvicorn needs it inside the callback that sees the upgrade.)
+        await asyncio.to_thread(importlib.import_module, "sidecar.websocket")
         from sidecar.websocket import WebSocketProxy
 
         return WebSocketProxy(settings, metrics)
