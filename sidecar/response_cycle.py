@@ -92,7 +92,7 @@ class ProxyCycle(RequestResponseCycle):
             lines += 1
         content.append(b"\r\n")
         head = b"".join(content)
-        if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
+        if head.count(b"\n") != lines or head.count(b"\r") != lines or 0 in head:
             raise RuntimeError("Invalid HTTP header name or value (CR, LF or NUL).")
         return head
 

@@ -57,7 +57,7 @@ def test_head_custom_method() -> None:
     assert encode_head("PROPFIND", b"/", [], False)[0].startswith(b"PROPFIND / HTTP/1.1\r\n")
 
 
-@pytest.mark.parametrize("target", [b"", b"/a b", b"/a\r\nX: y", b"/a\nb", b"/\0"])
+@pytest.mark.parametrize("target", [b"", b"/a b", b"/a\r\nX: y", b"/a\nb", b"/a\rb", b"/\0"])
 def test_head_refuses_a_target_that_would_split_the_request(target: bytes) -> None:
     with pytest.raises(UpstreamProtocolError):
         encode_head("GET", target, [], False)
@@ -106,6 +106,25 @@ async def test_response_parsed_in_pieces() -> None:
     assert conn.status == 200 and conn.complete and conn.keep_alive
     assert conn.headers == [(b"set-cookie", b"a"), (b"set-cookie", b"b"), (b"content-length", b"5")]
     assert b"".join(conn.chunks) == b"hello"
+
+
+@pytest.mark.parametrize(
+    ("value", "reusable"),
+    [
+        (b"keep-alive", True),
+        (b"Keep-Alive", True),
+        (b"close", False),
+        (b"Close", False),
+        (b"keep-alive, close", False),
+        (b"upgrade", True),
+    ],
+)
+async def test_connection_header_decides_reuse(value: bytes, reusable: bool) -> None:
+    conn, _, _ = make_connection()
+    conn.begin(head_only=False)
+    head = b"HTTP/1.1 200 OK\r\nConnection: " + value + b"\r\nContent-Length: 0\r\n\r\n"
+    conn.data_received(head)
+    assert conn.complete and conn.keep_alive is reusable
 
 
 async def test_head_response_completes_at_headers_and_next_exchange_parses() -> None:
