@@ -51,16 +51,27 @@ def connection_listed(headers: RawHeaders) -> frozenset[bytes]:
     return frozenset(listed)
 
 
-def _has_connection_header(headers: RawHeaders) -> bool:
-    return any(name == b"connection" for name, _ in headers)
+# Connection values that name nothing outside HOP_BY_HOP (lower-cased, compared whole): the
+# common ones skip the token parsing. Not "close": a header field named Close must go too.
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"upgrade"})
+
+
+def _lists_more(value: bytes) -> bool:
+    """Whether a Connection value may name headers beyond the standard hop-by-hop ones."""
+    return value.lower() not in _PLAIN_CONNECTION
 
 
 def strip_hop_by_hop(headers: RawHeaders) -> RawHeaders:
-    """`headers` (lower-case names) without hop-by-hop ones and those `Connection` lists."""
-    drop = HOP_BY_HOP
-    if _has_connection_header(headers):
-        drop = drop | connection_listed(headers)
-    return [(name, value) for name, value in headers if name not in drop]
+    """`headers` (lower-case names) without hop-by-hop ones and those `Connection` lists.
+
+    One pass in the common case; a second only when a Connection header lists other names."""
+    out = [(name, value) for name, value in headers if name not in HOP_BY_HOP]
+    if len(out) != len(headers):  # a hop-by-hop header was there: maybe a Connection header
+        for name, value in headers:
+            if name == b"connection" and _lists_more(value):
+                listed = connection_listed(headers)
+                return [(name, value) for name, value in out if name not in listed]
+    return out
 
 
 _HTTP_DROP = HOP_BY_HOP | _REQUEST_ONLY
@@ -73,14 +84,18 @@ def request_headers(
     """Headers for the upstream request (hop-by-hop gone, X-Forwarded-* filled in), and
     whether the request has a body (`Content-Length` > 0 or `Transfer-Encoding`)."""
     drop = _WEBSOCKET_DROP if websocket else _HTTP_DROP
+    for name, value in headers:
+        if name == b"connection" and _lists_more(value):
+            # Rare: names this connection declares hop-by-hop (they may come before it).
+            drop = drop | connection_listed(headers)
+            break
     has_body = False
-    listed = connection_listed(headers) if _has_connection_header(headers) else frozenset()
     out: RawHeaders = []
     forwarded_for: list[bytes] = []
     host: bytes | None = None
     has_proto = has_xfh = False
     for name, value in headers:
-        if name in drop or name in listed:
+        if name in drop:
             if name == b"transfer-encoding":
                 has_body = True
             continue

@@ -90,3 +90,32 @@ def test_response_headers_lose_hop_by_hop_and_keep_repeats() -> None:
         ]
     )
     assert out == [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
+
+
+def test_request_connection_listing_drops_names_before_and_after_it() -> None:
+    out, has_body = request_headers(
+        [
+            (b"x-before", b"1"),
+            (b"connection", b"keep-alive"),
+            (b"connection", b"X-Before, x-after"),
+            (b"x-after", b"2"),
+            (b"x-kept", b"3"),
+        ],
+        None,
+    )
+    assert out == [(b"x-kept", b"3"), (b"x-forwarded-proto", b"http")]
+    assert not has_body
+
+
+def test_plain_connection_values_strip_only_the_standard_names() -> None:
+    headers = [(b"connection", b"Keep-Alive"), (b"keep-alive", b"timeout=5"), (b"x-kept", b"1")]
+    assert strip_hop_by_hop(headers) == [(b"x-kept", b"1")]
+    out, _ = request_headers(headers, None)
+    assert out == [(b"x-kept", b"1"), (b"x-forwarded-proto", b"http")]
+
+
+def test_connection_close_also_drops_a_header_named_close() -> None:
+    # RFC 9110 §7.6.1: every name a Connection header lists is hop-by-hop, "close" included.
+    headers = [(b"close", b"x"), (b"connection", b"close"), (b"x-kept", b"1")]
+    assert strip_hop_by_hop(headers) == [(b"x-kept", b"1")]
+    assert request_headers(headers, None)[0] == [(b"x-kept", b"1"), (b"x-forwarded-proto", b"http")]
