@@ -38,7 +38,23 @@ PROXY_CORE = "0"
 LOAD_CORE = "1"
 SMALL_BYTES = 1024
 POST_BYTES = 64 * 1024
-SCENARIOS = ("small64", "small1", "post64k", "download", "upload", "slow")
+SCENARIOS = ("small64", "small1", "headers64", "post64k", "download", "upload", "slow")
+# wrk sends one request header (Host); a browser or a service mesh sends a dozen. The headers64
+# scenario adds these, so what each header costs the proxy shows.
+REQUEST_HEADERS = (
+    ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
+     " Chrome/120.0 Safari/537.36"),
+    ("Accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+    ("Accept-Language", "en-US,en;q=0.9"),
+    ("Accept-Encoding", "gzip, deflate, br"),
+    ("Cookie", "session=0123456789abcdef0123456789abcdef; theme=dark"),
+    ("Referer", "https://example.com/some/page"),
+    ("X-Request-Id", "7f3c2a9e-5b1d-4c8e-9a2f-1e6d3b7c9a0f"),
+    ("X-Forwarded-For", "203.0.113.7"),
+    ("X-Forwarded-Proto", "https"),
+    ("Traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    ("Cache-Control", "no-cache"),
+)  # fmt: skip
 
 
 @dataclass
@@ -509,7 +525,7 @@ def run_target(
     out: dict[str, Any] = {"target": name}
     scenarios = plan.scenarios
     if name == "uvicorn-floor":  # no upstream behind it: small GETs only
-        scenarios = [s for s in scenarios if s in ("small64", "small1")]
+        scenarios = [s for s in scenarios if s in ("small64", "small1", "headers64")]
     ready_times = []
     target = None
     for attempt in range(plan.ready_tries if name != "direct" else 1):
@@ -563,6 +579,26 @@ def run_target(
                 runs.append(result)
                 log(f"{name}: small@1 p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms")
             out["small1"] = _summary(runs)
+
+        if "headers64" in scenarios:
+            script = procs.workdir / "headers.lua"
+            script.write_text(
+                "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in REQUEST_HEADERS)
+            )
+            runs = []
+            for _ in range(plan.repeats):
+                if pid:
+                    cpu_before = cpu_seconds(pid)
+                result = wrk(base + "/small", 64, plan.duration, script)
+                if pid and result.get("requests"):
+                    cpu = cpu_seconds(pid) - cpu_before
+                    result["cpu_us_per_req"] = 1e6 * cpu / result["requests"]
+                runs.append(result)
+                log(
+                    f"{name}: headers@64 {result.get('rps', 0):,.0f} req/s"
+                    f" CPU/req {result.get('cpu_us_per_req', 0):.1f} us"
+                )
+            out["headers64"] = _summary(runs)
 
         if "post64k" in scenarios:
             script = procs.workdir / "post64k.lua"
@@ -730,16 +766,19 @@ def markdown(report: dict[str, Any]) -> str:
         "Shared 2-core machine: numbers are noisy.",
         "",
         "| target | small GET @64 req/s | p50 ms | p99 ms | proxy CPU µs/req "
-        "| @1 conn p50 ms | @1 p99 ms | 64 KiB POST @64 req/s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| @1 conn p50 ms | @1 p99 ms | 12-header GET @64 req/s | its CPU µs/req "
+        "| 64 KiB POST @64 req/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in report["targets"]:
         s64, s1, post = t.get("small64", {}), t.get("small1", {}), t.get("post64k", {})
+        h64 = t.get("headers64", {})
         lines.append(
             f"| {t['target']} | {_fmt(s64.get('rps'))} | {_fmt(s64.get('p50_ms'), 3)} "
             f"| {_fmt(s64.get('p99_ms'), 3)} | {_fmt(s64.get('cpu_us_per_req'), 1)} "
             f"| {_fmt(s1.get('p50_ms'), 3)} "
-            f"| {_fmt(s1.get('p99_ms'), 3)} | {_fmt(post.get('rps'))} |"
+            f"| {_fmt(s1.get('p99_ms'), 3)} | {_fmt(h64.get('rps'))} "
+            f"| {_fmt(h64.get('cpu_us_per_req'), 1)} | {_fmt(post.get('rps'))} |"
         )
     lines += [
         "",

@@ -2,8 +2,9 @@
 
 The benchmark is not part of CI's verdict on speed, but a bench that silently broke (a target
 that no longer starts, a scenario that lost its numbers) would only be found the next time
-someone needs it. One short run of the small-GET scenarios against the ceiling, the uvicorn
-floor and streamproxy, on the Python upstream (nginx is optional for the bench).
+someone needs it. One short run of the small-GET scenarios (one request header and twelve)
+against the ceiling, the uvicorn floor and streamproxy, on the Python upstream (nginx is
+optional for the bench).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_bench_measures_every_target(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "bench", "--quick", "--no-nginx", "--targets", ",".join(TARGETS),
-            "--scenarios", "small64,small1", "--repeats", "1", "--duration", "1",
+            "--scenarios", "small64,small1,headers64", "--repeats", "1", "--duration", "1",
             "--out", str(tmp_path)]  # fmt: skip
     run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -40,9 +41,12 @@ def test_bench_measures_every_target(tmp_path: Path) -> None:
         small64 = target["small64"]["runs"][0]
         assert small64["rps"] > 0 and small64["errors"] == 0, (name, small64)
         assert target["small1"]["runs"][0]["p50_ms"] > 0, name
+        headers64 = target["headers64"]["runs"][0]
+        assert headers64["rps"] > 0 and headers64["errors"] == 0, (name, headers64)
     proxy = by_name["streamproxy-h1"]
     assert proxy["idle_rss_mib"] > 0
     assert proxy["small64"]["runs"][0]["cpu_us_per_req"] > 0
+    assert proxy["headers64"]["runs"][0]["cpu_us_per_req"] > 0
     # Counting was on and reached Redis: some commands, far fewer than requests.
     assert 0 < proxy["redis_per_1000"] < 1000
     assert not math.isnan(proxy["ready_s"]["median"])
