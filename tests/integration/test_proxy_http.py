@@ -525,3 +525,26 @@ def test_a_busy_connection_outlives_the_keepalive_timeout_and_closes_once_idle(
         started = time.monotonic()
         assert sock.recv(65536) == b""  # then idle: closed
         assert time.monotonic() - started < 8
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(proxy: Proxy) -> None:
+    # curl sends `Expect: 100-continue` before large uploads and waits for the interim answer
+    # (or a timeout) before the body: the proxy answers it, and the app never sees Expect.
+    body = b"hello world"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed before 100 Continue"
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(body)
+        reply = read_response(sock)
+    assert reply.startswith(b"HTTP/1.1 200")
+    echoed = httpx.Response(200, content=reply.partition(b"\r\n\r\n")[2]).json()
+    assert echoed["body_bytes"] == len(body)
+    assert "expect" not in {name for name, _ in echoed["headers"]}
