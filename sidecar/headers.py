@@ -54,11 +54,15 @@ def connection_listed(headers: RawHeaders) -> frozenset[bytes]:
 # Connection values that name nothing outside HOP_BY_HOP (lower-cased, compared whole): the
 # common ones skip the token parsing. Not "close": a header field named Close must go too.
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"upgrade"})
+_NOTHING: frozenset[bytes] = frozenset()
 
 
-def _lists_more(value: bytes) -> bool:
-    """Whether a Connection value may name headers beyond the standard hop-by-hop ones."""
-    return value.lower() not in _PLAIN_CONNECTION
+def _connection_extras(headers: RawHeaders) -> frozenset[bytes]:
+    """What `Connection` headers list, when one lists more than a plain value; else nothing."""
+    for name, value in headers:
+        if name == b"connection" and value.lower() not in _PLAIN_CONNECTION:
+            return connection_listed(headers)
+    return _NOTHING
 
 
 def strip_hop_by_hop(headers: RawHeaders) -> RawHeaders:
@@ -66,11 +70,9 @@ def strip_hop_by_hop(headers: RawHeaders) -> RawHeaders:
 
     One pass in the common case; a second only when a Connection header lists other names."""
     out = [(name, value) for name, value in headers if name not in HOP_BY_HOP]
-    if len(out) != len(headers):  # a hop-by-hop header was there: maybe a Connection header
-        for name, value in headers:
-            if name == b"connection" and _lists_more(value):
-                listed = connection_listed(headers)
-                return [(name, value) for name, value in out if name not in listed]
+    # Only when a hop-by-hop header was there can a Connection header be.
+    if len(out) != len(headers) and (listed := _connection_extras(headers)):
+        return [(name, value) for name, value in out if name not in listed]
     return out
 
 
@@ -84,11 +86,9 @@ def request_headers(
     """Headers for the upstream request (hop-by-hop gone, X-Forwarded-* filled in), and
     whether the request has a body (`Content-Length` > 0 or `Transfer-Encoding`)."""
     drop = _WEBSOCKET_DROP if websocket else _HTTP_DROP
-    for name, value in headers:
-        if name == b"connection" and _lists_more(value):
-            # Rare: names this connection declares hop-by-hop (they may come before it).
-            drop = drop | connection_listed(headers)
-            break
+    # Rare: names this connection declares hop-by-hop (they may come before the Connection).
+    if listed := _connection_extras(headers):
+        drop = drop | listed
     has_body = False
     out: RawHeaders = []
     forwarded_for: list[bytes] = []
