@@ -171,6 +171,12 @@ def test_env_every_proxy_value() -> None:
             "shutdownTimeout": 10,
             "logLevel": "debug",
             "accessLog": True,
+            "requestId": False,
+            "requestIdResponse": True,
+            "trustedProxies": "none",
+            "maxInFlight": 250,
+            "maxRequestBody": 10485760,
+            "upstreamHealthPath": "/healthz",
         },
         "redis": {
             "url": "rediss://r:6380",
@@ -209,6 +215,13 @@ def test_env_every_proxy_value() -> None:
         "STREAMPROXY_SHUTDOWN_TIMEOUT": "10",
         "STREAMPROXY_LOG_LEVEL": "debug",
         "STREAMPROXY_ACCESS_LOG": "true",
+        "STREAMPROXY_REQUEST_ID": "false",
+        "STREAMPROXY_REQUEST_ID_RESPONSE": "true",
+        "STREAMPROXY_TRUSTED_PROXIES": "none",
+        "STREAMPROXY_MAX_IN_FLIGHT": "250",
+        # A large integer stays an integer (Helm holds it as float64: 1.048576e+07).
+        "STREAMPROXY_MAX_REQUEST_BODY": "10485760",
+        "STREAMPROXY_UPSTREAM_HEALTH_PATH": "/healthz",
     }
 
 
