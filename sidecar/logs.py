@@ -20,8 +20,6 @@ _IGNORED_ATTRS = frozenset(
 )
 
 
-# `extra=` of a record whose message is already a whole JSON line (sidecar/access_log.py).
-PREFORMATTED = {"_preformatted": True}
 # Loggers `POST /logging` changes: ours, not uvicorn's or the libraries'.
 STREAMPROXY_LOGGER = "streamproxy"
 LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -29,8 +27,6 @@ LEVELS = ("critical", "error", "warning", "info", "debug")
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        if record.__dict__.get("_preformatted"):
-            return record.getMessage()
         entry: dict[str, Any] = {
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 import pytest
 
 from sidecar.access_log import MAX_FIELD_BYTES, TRUNCATED, AccessLog, format_line
-from sidecar.logs import JsonFormatter
 
 
 def line(**overrides: Any) -> str:
@@ -92,21 +92,68 @@ def test_a_hostile_method_is_escaped() -> None:
     assert entry["method"] == 'G"ET\n'
 
 
-def test_access_log_writes_the_line_as_is_through_the_json_formatter() -> None:
-    records: list[str] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(JsonFormatter().format(record))
-
+def test_access_log_writes_one_line_per_request_and_follows_the_logger_switch() -> None:
+    stream = io.StringIO()
     logger = logging.getLogger("streamproxy.access.test")
-    logger.propagate = False
     logger.setLevel(logging.INFO)
-    logger.addHandler(Capture())
-    log = AccessLog(logger)
+    log = AccessLog(logger, stream)
     assert log.enabled
-    text = line(raw_path=b"/100%25")
-    log.write(text)
-    assert records == [text]  # not wrapped in a second JSON object
+    first, second = line(raw_path=b"/100%25"), line(raw_path=b"/a\nb")
+    log.write(first)
+    log.write(second)
+    assert stream.getvalue() == first + "\n" + second + "\n"  # one JSON object per line
+    assert [json.loads(text)["path"] for text in stream.getvalue().splitlines()] == [
+        "/100%25",
+        "/a\nb",
+    ]
     logger.disabled = True
     assert not log.enabled
+
+
+def test_the_default_access_log_is_off_until_configured(capsys: pytest.CaptureFixture[str]) -> None:
+    from sidecar.access_log import ACCESS_LOG
+    from sidecar.logs import configure_logging
+
+    root, access = logging.getLogger(), logging.getLogger("streamproxy.access")
+    handlers, level, disabled = root.handlers[:], root.level, access.disabled
+    try:
+        configure_logging("info", access_log=False)
+        assert not ACCESS_LOG.enabled
+        configure_logging("info", access_log=True)
+        assert ACCESS_LOG.enabled
+        ACCESS_LOG.write(line())
+        assert json.loads(capsys.readouterr().err)["logger"] == "streamproxy.access"
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        access.disabled = disabled
+
+
+async def test_lines_are_buffered_then_written_together() -> None:
+    import asyncio
+
+    from sidecar.access_log import FLUSH_SECONDS
+
+    stream = io.StringIO()
+    log = AccessLog(logging.getLogger("streamproxy.access.buffered"), stream)
+    log.write(line(status=200))
+    log.write(line(status=201))
+    assert stream.getvalue() == ""  # not one write per request
+    await asyncio.sleep(FLUSH_SECONDS * 3)
+    assert [json.loads(text)["status"] for text in stream.getvalue().splitlines()] == [200, 201]
+
+
+async def test_a_full_buffer_and_flush_write_at_once() -> None:
+    from sidecar.access_log import FLUSH_BYTES
+
+    stream = io.StringIO()
+    log = AccessLog(logging.getLogger("streamproxy.access.buffered"), stream)
+    text = line()
+    for _ in range(FLUSH_BYTES // len(text) + 1):
+        log.write(text)
+    assert stream.getvalue().count("\n") == FLUSH_BYTES // len(text) + 1
+    log.write(line(status=204))
+    log.flush()  # at shutdown
+    assert json.loads(stream.getvalue().splitlines()[-1])["status"] == 204
+    log.flush()  # nothing left: no empty line
+    assert not stream.getvalue().endswith("\n\n")

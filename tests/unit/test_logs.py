@@ -15,12 +15,13 @@ from sidecar.logs import JsonFormatter, configure_logging, current_level, set_le
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    ours = logging.getLogger("streamproxy")
-    ours_level = ours.level
+    ours, access = logging.getLogger("streamproxy"), logging.getLogger("streamproxy.access")
+    ours_level, access_disabled, access_level = ours.level, access.disabled, access.level
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
     ours.setLevel(ours_level)
+    access.disabled, access.level = access_disabled, access_level
 
 
 @pytest.mark.usefixtures("restore_logging")
