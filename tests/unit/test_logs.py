@@ -58,3 +58,12 @@ def test_ordinary_records_are_still_wrapped() -> None:
     entry = json.loads(JsonFormatter().format(record))
     assert entry["msg"] == "hello you"
     assert entry["logger"] == "streamproxy.x"
+
+
+def test_levels_are_the_settings_levels() -> None:
+    from typing import get_args
+
+    from sidecar.logs import LEVELS
+    from sidecar.settings import LogLevel
+
+    assert LEVELS == get_args(LogLevel)
