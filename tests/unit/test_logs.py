@@ -66,4 +66,4 @@ def test_levels_are_the_settings_levels() -> None:
     from sidecar.logs import LEVELS
     from sidecar.settings import LogLevel
 
-    assert LEVELS == get_args(LogLevel)
+    assert get_args(LogLevel) == LEVELS
