@@ -38,8 +38,14 @@ K8S_BUILD_DATE=2026-01-01T00:00:00Z   # fixed, so rebuilds are reproducible
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 support="$here/kind-node"
-DOCKER="${DOCKER:-docker}"
-export DOCKER_BUILDKIT=1
+# A client that builds with BuildKit: docker with buildx, or Debian's 20.10 client (BuildKit built
+# in), as scripts/pod-engine.sh picks; else the legacy builder (the Dockerfiles need nothing more).
+if [[ -z "${DOCKER:-}" ]]; then
+    if docker buildx version >/dev/null 2>&1; then DOCKER=docker
+    elif [[ -x /usr/bin/docker ]] && /usr/bin/docker --version 2>/dev/null | grep -qE ' (19|20|21|22)\.'; then DOCKER=/usr/bin/docker
+    else DOCKER=docker; export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}"; fi
+fi
+export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-1}"
 TOOLS_BIN="${TOOLS_BIN:-$root/.tools/bin}"
 
 KEY="k8s-${K8S_VERSION}_kind-${KIND_VERSION}_etcd-${ETCD_VERSION}_coredns-${COREDNS_VERSION}_crictl-${CRI_TOOLS_VERSION}_${DEBIAN_SUITE}_r${RECIPE}"
@@ -310,9 +316,11 @@ node_context() {
     rm -rf "$ctx"
     mkdir -p "$ctx/bin" "$ctx/support"
     kindsrc="$(mod_dir sigs.k8s.io/kind "$KIND_VERSION")"
-    # The module cache drops file modes; the Dockerfile chmods the scripts.
+    # The module cache drops file modes: set them as kind's COPY --chmod does (0644, scripts 0755).
     cp -r "$kindsrc/images/base/files" "$ctx/files"
-    chmod -R u+w "$ctx/files"
+    find "$ctx/files" -type d -exec chmod 0755 {} +
+    find "$ctx/files" -type f -exec chmod 0644 {} +
+    chmod 0755 "$ctx/files/usr/local/bin/"* "$ctx/files/kind/bin/"*
     cp "$CACHE/bin/k8s/"{kubeadm,kubelet,kubectl} "$CACHE/bin/crictl" "$ctx/bin/"
     cp -r "$support/cni" "$support/sysctl" "$ctx/support/"
     echo "$ctx"
@@ -328,20 +336,23 @@ build_node() {
     # As kind's node-image build does: run containerd in the stopped image, import the images into
     # the k8s.io namespace (pinned, so the kubelet never garbage-collects them), commit.
     log "importing the control-plane images into the node's containerd"
-    cid="$($DOCKER run -d --privileged --entrypoint sleep "$base" infinity)"
+    cid="$($DOCKER run -d --security-opt seccomp=unconfined --entrypoint sleep "$base" infinity)"
     # shellcheck disable=SC2064
     trap "$DOCKER rm -f -v $cid >/dev/null 2>&1 || true" EXIT
     $DOCKER exec "$cid" bash -c 'nohup containerd >/var/log/containerd-build.log 2>&1 &'
     $DOCKER exec "$cid" bash -c 'for i in $(seq 1 30); do ctr version >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1' \
         || die "containerd did not start in the build container"
-    $DOCKER exec -i "$cid" ctr --namespace=k8s.io images import --all-platforms --no-unpack --digests - \
+    $DOCKER exec -i "$cid" ctr --namespace=k8s.io images import --all-platforms --no-unpack - \
         <"$CACHE/images.tar" >&2
     local ref
     while read -r ref; do
         $DOCKER exec "$cid" ctr --namespace=k8s.io images label "$ref" io.cri-containerd.pinned=pinned >/dev/null
     done <"$CACHE/images.list"
     $DOCKER exec "$cid" ctr --namespace=k8s.io images ls -q | grep -v '^sha256:' >&2
-    $DOCKER exec "$cid" bash -c 'pkill containerd; for i in $(seq 1 30); do pgrep containerd >/dev/null || exit 0; sleep 1; done; exit 1'
+    # (sleep is PID 1 here and reaps nothing: wait until containerd is gone or a zombie)
+    $DOCKER exec "$cid" bash -c 'pkill containerd; for i in $(seq 1 30); do
+        ps -o stat= -C containerd | grep -qv "^Z" || exit 0; sleep 1; done; exit 1' \
+        || die "containerd did not stop in the build container"
     $DOCKER exec "$cid" rm -f /var/log/containerd-build.log
     $DOCKER commit \
         --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \

@@ -14,13 +14,12 @@ COPY files/kind/ /kind/
 COPY files/etc/ /etc/
 COPY files/LICENSES/ /LICENSES/
 
+# (modes: set in the build context as kind's COPY --chmod does, 0644 files, 0755 scripts.)
 # kind's package list (fuse-overlayfs, nfs-common, open-iscsi and curl left out: no rootless, no
 # network storage, no network), plus what kind builds from source: containerd, runc, CNI plugins.
-RUN chmod 0755 /usr/local/bin/* /kind/bin /kind/bin/* \
-    && chmod -R go-w /etc /kind \
-    && export DEBIAN_FRONTEND=noninteractive \
+RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get update -q \
-    && apt-get install -y -q --no-install-recommends \
+    && apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold \
       systemd \
       conntrack iptables nftables iproute2 ethtool util-linux mount kmod \
       libseccomp2 pigz \
