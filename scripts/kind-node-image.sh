@@ -32,7 +32,6 @@ ETCD_VERSION=v3.6.13          # go.etcd.io/etcd/server/v3 (kubeadm 1.35 lists et
 COREDNS_VERSION=v1.13.1       # github.com/coredns/coredns, the version kubeadm 1.35 lists
 CRI_TOOLS_VERSION=v1.34.0     # sigs.k8s.io/cri-tools (crictl); v1.35.0 is not served
 DEBIAN_SUITE=bookworm         # containerd 1.6, runc 1.1, containernetworking-plugins 1.1
-RECIPE=1                      # bump when the steps below change what goes into the image
 K8S_BUILD_DATE=2026-01-01T00:00:00Z   # fixed, so rebuilds are reproducible
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,9 +47,14 @@ fi
 export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-1}"
 TOOLS_BIN="${TOOLS_BIN:-$root/.tools/bin}"
 
-KEY="k8s-${K8S_VERSION}_kind-${KIND_VERSION}_etcd-${ETCD_VERSION}_coredns-${COREDNS_VERSION}_crictl-${CRI_TOOLS_VERSION}_${DEBIAN_SUITE}_r${RECIPE}"
+# The cache directory is keyed by the versions; the image tag also by the recipe (this script and
+# scripts/kind-node/*), so a changed recipe rebuilds the image while the Go caches stay.
+KEY="k8s-${K8S_VERSION}_kind-${KIND_VERSION}_etcd-${ETCD_VERSION}_coredns-${COREDNS_VERSION}_crictl-${CRI_TOOLS_VERSION}_${DEBIAN_SUITE}"
 CACHE="${STREAMPROXY_CACHE_DIR:-$HOME/.cache/streamproxy}/kind-node/$KEY"
-TAG="streamproxy-kind-node:${K8S_VERSION}-$(printf '%s' "$KEY" | sha256sum | cut -c1-10)"
+RECIPE_HASH="$( { echo "$KEY"; cat "${BASH_SOURCE[0]}"; find "$support" -type f | LC_ALL=C sort | xargs cat; } \
+    | sha256sum | cut -c1-10)"
+TAG="streamproxy-kind-node:${K8S_VERSION}-${RECIPE_HASH}"
+IMAGE_TAR="$CACHE/image-${RECIPE_HASH}.tar"
 MINBASE_TAG="streamproxy-kind-minbase:${DEBIAN_SUITE}"
 K8S_CMDS=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
 
@@ -322,7 +326,7 @@ node_context() {
     find "$ctx/files" -type f -exec chmod 0644 {} +
     chmod 0755 "$ctx/files/usr/local/bin/"* "$ctx/files/kind/bin/"*
     cp "$CACHE/bin/k8s/"{kubeadm,kubelet,kubectl} "$CACHE/bin/crictl" "$ctx/bin/"
-    cp -r "$support/cni" "$support/sysctl" "$ctx/support/"
+    cp -r "$support/cni" "$support/sysctl" "$support/node-entrypoint" "$ctx/support/"
     echo "$ctx"
 }
 
@@ -355,15 +359,16 @@ build_node() {
         || die "containerd did not stop in the build container"
     $DOCKER exec "$cid" rm -f /var/log/containerd-build.log
     $DOCKER commit \
-        --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' \
+        --change 'ENTRYPOINT [ "/usr/local/bin/streamproxy-node-entrypoint", "/sbin/init" ]' \
         --change 'ENV HTTP_PROXY="" HTTPS_PROXY="" NO_PROXY=""' \
         "$cid" "$TAG" >/dev/null
     $DOCKER rm -f -v "$cid" >/dev/null
     trap - EXIT
     $DOCKER rmi "$base" >/dev/null 2>&1 || true
     log "saving $TAG to the cache"
-    $DOCKER save -o "$CACHE/image.tar.tmp" "$TAG"
-    mv -f "$CACHE/image.tar.tmp" "$CACHE/image.tar"
+    rm -f "$CACHE"/image-*.tar
+    $DOCKER save -o "$IMAGE_TAR.tmp" "$TAG"
+    mv -f "$IMAGE_TAR.tmp" "$IMAGE_TAR"
 }
 
 main() {
@@ -375,9 +380,9 @@ main() {
             [[ -x "$TOOLS_BIN/kind" ]] || { go_env; build_kind_cli; }
             echo "$TAG"; return 0
         fi
-        if [[ -s "$CACHE/image.tar" ]]; then
-            log "loading $TAG from $CACHE/image.tar"
-            $DOCKER load -i "$CACHE/image.tar" >&2
+        if [[ -s "$IMAGE_TAR" ]]; then
+            log "loading $TAG from $IMAGE_TAR"
+            $DOCKER load -i "$IMAGE_TAR" >&2
             [[ -x "$TOOLS_BIN/kind" ]] || { go_env; build_kind_cli; }
             log "done in $(($(now) - t0))s"
             echo "$TAG"; return 0

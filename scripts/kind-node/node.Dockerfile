@@ -58,9 +58,10 @@ RUN ln -s /usr/bin/containerd /usr/local/bin/containerd \
 COPY bin/ /usr/bin/
 COPY support/cni/ /etc/cni/net.d/
 COPY support/sysctl/ /etc/sysctl.d/
+COPY support/node-entrypoint /usr/local/bin/streamproxy-node-entrypoint
 ARG KUBE_VERSION
 ARG SANDBOX_IMAGE
-RUN chmod 0755 /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/bin/crictl \
+RUN chmod 0755 /usr/local/bin/streamproxy-node-entrypoint /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/bin/crictl \
     && printf '%s' "${KUBE_VERSION}" > /kind/version \
     && sed -i "s#^\(\s*sandbox_image\s*=\s*\).*#\1\"${SANDBOX_IMAGE}\"#" /etc/containerd/config.toml \
     && grep -q "sandbox_image = \"${SANDBOX_IMAGE}\"" /etc/containerd/config.toml \
@@ -69,4 +70,4 @@ RUN chmod 0755 /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/bin/crict
 # systemd in a container (https://systemd.io/CONTAINER_INTERFACE/); SIGRTMIN+3 stops it.
 ENV container=docker
 STOPSIGNAL SIGRTMIN+3
-ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]
+ENTRYPOINT [ "/usr/local/bin/streamproxy-node-entrypoint", "/sbin/init" ]
