@@ -6,6 +6,9 @@
 #   scripts/e2e-cluster.sh delete   delete it, whatever state it is in (a no-op when absent)
 #   scripts/e2e-cluster.sh config   print the path of the kind config `create` uses
 #   scripts/e2e-cluster.sh image    print the node image `create` uses (may build it)
+#   scripts/e2e-cluster.sh env      print `export KUBECONFIG=... PATH=...` lines to eval, after
+#                                   which plain `kubectl`/`kind` commands reach this cluster
+#   scripts/e2e-cluster.sh kind ARGS  run kind ARGS --name <cluster> (with the docker shim)
 #
 # Node image, first that applies:
 #   1. E2E_NODE_IMAGE;
@@ -176,8 +179,13 @@ if [[ "\${1:-}" == run || "\${1:-}" == exec ]]; then
 fi
 exec "$real" "\$@"
 SHIM
-    chmod +x "$dir/docker.tmp" && mv -f "$dir/docker.tmp" "$dir/docker"
-    log "the engine cannot grant CAP_${drop//,/, CAP_}: kind runs nodes through $dir/docker"
+    chmod +x "$dir/docker.tmp"
+    if cmp -s "$dir/docker.tmp" "$dir/docker"; then
+        rm -f "$dir/docker.tmp"
+    else
+        mv -f "$dir/docker.tmp" "$dir/docker"
+        log "the engine cannot grant CAP_${drop//,/, CAP_}: kind runs nodes through $dir/docker"
+    fi
     echo "$dir:$PATH"
 }
 
@@ -235,9 +243,14 @@ case "${1:-}" in
     create) create ;;
     delete) delete ;;
     config) make_config "$(choose_image)" ;;
+    # `eval "$(scripts/e2e-cluster.sh env)"`: KUBECONFIG, and PATH with kind (and, where the engine
+    # needs it, the docker shim) first, so plain `kind load ...`/`kind get kubeconfig` work too.
+    env)
+        p="$(kind_env_path)"; kb="$(dirname "$(kind_bin)")"
+        printf 'export KUBECONFIG=%q\nexport PATH=%q\n' "$KUBECONFIG_PATH" "$kb:$p" ;;
     image) choose_image ;;
     # any other kind command with this cluster's name and the docker shim, e.g.
     #   scripts/e2e-cluster.sh kind load image-archive app.tar
     kind) shift; kind_run "$@" --name "$NAME" ;;
-    *) echo "usage: $0 create|delete|config|image|kind ARGS..." >&2; exit 2 ;;
+    *) echo "usage: $0 create|delete|config|image|env|kind ARGS..." >&2; exit 2 ;;
 esac

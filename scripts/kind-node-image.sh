@@ -48,10 +48,10 @@ export DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-1}"
 TOOLS_BIN="${TOOLS_BIN:-$root/.tools/bin}"
 
 # The cache directory is keyed by the versions; the image tag also by the recipe (this script and
-# scripts/kind-node/*), so a changed recipe rebuilds the image while the Go caches stay.
+# the files of scripts/kind-node/ that go into images; not its *.sh helpers), so a changed recipe rebuilds the image while the Go caches stay.
 KEY="k8s-${K8S_VERSION}_kind-${KIND_VERSION}_etcd-${ETCD_VERSION}_coredns-${COREDNS_VERSION}_crictl-${CRI_TOOLS_VERSION}_${DEBIAN_SUITE}"
 CACHE="${STREAMPROXY_CACHE_DIR:-$HOME/.cache/streamproxy}/kind-node/$KEY"
-RECIPE_HASH="$( { echo "$KEY"; cat "${BASH_SOURCE[0]}"; find "$support" -type f | LC_ALL=C sort | xargs cat; } \
+RECIPE_HASH="$( { echo "$KEY"; cat "${BASH_SOURCE[0]}"; find "$support" -type f ! -name '*.sh' ! -name '*.md' | LC_ALL=C sort | xargs cat; } \
     | sha256sum | cut -c1-10)"
 TAG="streamproxy-kind-node:${K8S_VERSION}-${RECIPE_HASH}"
 IMAGE_TAR="$CACHE/image-${RECIPE_HASH}.tar"
@@ -365,6 +365,11 @@ build_node() {
     $DOCKER rm -f -v "$cid" >/dev/null
     trap - EXIT
     $DOCKER rmi "$base" >/dev/null 2>&1 || true
+    # Older builds of this image (another recipe or version): drop them unless a node still uses one.
+    local old
+    for old in $($DOCKER images --format '{{.Repository}}:{{.Tag}}' "${TAG%%:*}"); do
+        [[ "$old" == "$TAG" ]] || $DOCKER rmi "$old" >/dev/null 2>&1 || true
+    done
     log "saving $TAG to the cache"
     rm -f "$CACHE"/image-*.tar
     $DOCKER save -o "$IMAGE_TAR.tmp" "$TAG"
