@@ -36,3 +36,17 @@ chart-test: tools
 ## e2e: the kind end-to-end suite (needs kind and docker; E2E_KEEP_CLUSTER=1 keeps the cluster)
 e2e: tools
 	$(K8S_PYTHON) -m pytest -m e2e tests/e2e -v
+
+.PHONY: kind-node-image e2e-cluster e2e-cluster-delete
+
+## kind-node-image: build (or reuse) a kind node image from Go modules + Debian (no registry needed)
+kind-node-image:
+	scripts/kind-node-image.sh
+
+## e2e-cluster: create the e2e kind cluster (kindest/node if pullable, else the image built here)
+e2e-cluster: tools
+	scripts/e2e-cluster.sh create
+
+## e2e-cluster-delete: delete the e2e kind cluster, whatever its state
+e2e-cluster-delete:
+	scripts/e2e-cluster.sh delete
