@@ -48,3 +48,9 @@ kind-images:
 ## kind-delete: delete the kind cluster
 kind-delete:
 	scripts/e2e-cluster.sh delete
+
+.PHONY: kind-node-image
+
+## kind-node-image: build (or reuse) a kind node image from Go modules + Debian (no registry needed)
+kind-node-image:
+	scripts/kind-node-image.sh

@@ -12,13 +12,12 @@
 # Loading is `docker save` + `kind load image-archive`: `kind load docker-image` breaks on
 # Docker's containerd image store (kind#3795).
 #
-# Usage: scripts/e2e-images.sh            Env: KIND_CLUSTER (default streamproxy-e2e), DOCKER
+# Usage: scripts/e2e-images.sh            Env: DOCKER; the cluster is scripts/e2e-cluster.sh's
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export PATH="$ROOT/.tools/bin:$PATH"
-CLUSTER="${KIND_CLUSTER:-streamproxy-e2e}"
 DOCKER="${DOCKER:-docker}"
 
 log() { printf 'e2e-images: %s\n' "$*" >&2; }
@@ -49,6 +48,6 @@ fi
 archive="$(mktemp --suffix=.tar)"
 trap 'rm -f "$archive"' EXIT
 images=(streamproxy:e2e streamproxy:dev "streamproxy:$app_version" "$redis_image")
-log "loading ${images[*]} into $CLUSTER"
+log "loading ${images[*]} into the kind cluster"
 $DOCKER save -o "$archive" "${images[@]}"
-kind load image-archive "$archive" --name "$CLUSTER" >&2
+scripts/e2e-cluster.sh kind load image-archive "$archive" >&2

@@ -22,7 +22,6 @@ cd "$ROOT"
 START=$SECONDS
 REQUIRE="${STREAMPROXY_REQUIRE_E2E:-0}"
 KEEP="${E2E_KEEP_CLUSTER:-0}"
-CLUSTER=streamproxy-e2e
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 STATE="${E2E_STATE_DIR:-$ROOT/.tools/e2e-state}"
 export PATH="$ROOT/.tools/bin:$PATH"
@@ -33,11 +32,9 @@ scripts/install-tools.sh >&2
 engine_started=0
 cleanup() {
     local rc=$?
-    if [[ $rc != 0 ]] && command -v kind >/dev/null && kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
+    if [[ $rc != 0 && -n "${KUBECONFIG:-}" && -s "${KUBECONFIG:-}" ]]; then
         log "failed (exit $rc): cluster diagnostics follow"
-        local kc
-        kc="$(mktemp)"
-        kind get kubeconfig --name "$CLUSTER" >"$kc" 2>/dev/null || true
+        local kc="$KUBECONFIG"
         for args in "get nodes -o wide" "get pods -A -o wide" "get events -A --sort-by=.lastTimestamp" \
             "describe nodes" "describe pods -n kube-system"; do
             echo "===== kubectl $args"
@@ -46,9 +43,8 @@ cleanup() {
         done
         KUBECONFIG="$kc" timeout 120 kubectl logs -n kube-system --all-containers --prefix --tail=50 \
             -l 'tier=control-plane' 2>&1 | tail -n 200 || true
-        rm -f "$kc"
     fi
-    if [[ "$KEEP" == 0 ]] && command -v kind >/dev/null; then
+    if [[ "$KEEP" == 0 ]]; then
         log "deleting the cluster"
         scripts/e2e-cluster.sh delete >&2 || true
     fi
@@ -78,7 +74,9 @@ eval "$engine_env"
 [[ -f "$STATE/started.pid" ]] && engine_started=1
 
 log "cluster"
-scripts/e2e-cluster.sh create >&2
+scripts/e2e-cluster.sh create >/dev/null
+# KUBECONFIG, and kind (with the docker shim where the engine needs it) first on PATH.
+eval "$(scripts/e2e-cluster.sh env)"
 log "images"
 scripts/e2e-images.sh
 log "suite"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.kube import CLUSTER, IMAGE_REPOSITORY, IMAGE_TAG, ROOT, Kube, run, tool
+from tests.e2e.kube import IMAGE_REPOSITORY, IMAGE_TAG, ROOT, Kube, run
 
 
 def keep_cluster(config: pytest.Config) -> bool:
@@ -46,18 +46,14 @@ def cluster(
 ) -> Iterator[str]:
     """The suite's kind cluster (scripts/e2e-cluster.sh: the pinned kindest/node image where it
     can be had, else the node image built here); yields a kubeconfig path."""
-    kind = tool("kind")
-    assert kind is not None
+    script = str(ROOT / "scripts" / "e2e-cluster.sh")
     keep = keep_cluster(request.config)
     try:
-        if CLUSTER not in run([kind, "get", "clusters"]).stdout.split():
-            run([str(ROOT / "scripts" / "e2e-cluster.sh"), "create"], timeout=5400)
-        kubeconfig = tmp_path_factory.mktemp("kind") / "kubeconfig"
-        kubeconfig.write_text(run([kind, "get", "kubeconfig", "--name", CLUSTER]).stdout)
-        yield str(kubeconfig)
+        # Reuses a running cluster; prints its kubeconfig path.
+        yield run([script, "create"], timeout=5400).stdout.strip().splitlines()[-1]
     finally:
         if not keep:
-            run([str(ROOT / "scripts" / "e2e-cluster.sh"), "delete"], check=False, timeout=300)
+            run([script, "delete"], check=False, timeout=300)
 
 
 @pytest.fixture(scope="session")
