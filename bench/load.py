@@ -155,6 +155,17 @@ async def read_frame(conn: Conn) -> tuple[int, bytes]:
     return first[0] & 0x0F, await conn.read_exactly(size)
 
 
+async def read_data_frame(conn: Conn) -> tuple[int, bytes]:
+    """The next frame that is not a ping or a pong; pings are answered (a server may ping a
+    client that has been waiting, as the websockets library does every 20 s)."""
+    while True:
+        opcode, payload = await read_frame(conn)
+        if opcode == 0x9 and conn.transport is not None:
+            conn.transport.write(frame(0xA, payload))
+        elif opcode != 0xA:
+            return opcode, payload
+
+
 class WsClient:
     def __init__(self) -> None:
         self.stage = "connect"
@@ -183,13 +194,13 @@ class WsClient:
             payload = b"message %d from a bench client, 64 bytes long.................." % i
             started = time.perf_counter()
             conn.transport.write(frame(0x1, payload[:64]))
-            opcode, echoed = await read_frame(conn)
+            opcode, echoed = await read_data_frame(conn)
             if opcode != 0x1 or echoed != payload[:64]:
                 raise ValueError("wrong echo")
             self.rtts.append(time.perf_counter() - started)
         self.stage = "echoed"
         conn.transport.write(frame(0x8, b"\x03\xe8"))  # close, 1000
-        opcode, _ = await read_frame(conn)
+        opcode, _ = await read_data_frame(conn)
         self.stage = "closed" if opcode == 0x8 else "echoed"
 
 

@@ -2,9 +2,10 @@
 
 uvloop + httptools, asyncio protocol callbacks only: no ASGI, no task or coroutine per request.
 Happy path: keep-alive on both sides; Content-Length or chunked bodies relayed both ways, one
-write per read; hop-by-hop headers (and the names Connection lists) stripped; X-Forwarded-For
-added; a small LIFO pool of idle upstream connections; backpressure both ways; an upgrade (101)
-relayed as a byte tunnel. No timeouts, no pipelining, no HEAD or close-delimited responses, 502
+write per read, a Content-Length body's bytes relayed without the parser once its head is
+parsed; hop-by-hop headers (and the names Connection lists) stripped; X-Forwarded-For added; a
+LIFO pool of idle upstream connections; backpressure both ways; an upgrade (101) relayed as a
+byte tunnel. No timeouts, no pipelining, no HEAD or close-delimited responses, 502
 as the only error. What streamproxy spends above this is what its contract costs.
 
     python -m bench.peers.python_floor --port 15000 --upstream http://127.0.0.1:8080
@@ -25,13 +26,13 @@ HOP_BY_HOP = frozenset(
      b"transfer-encoding", b"upgrade")
 )  # fmt: skip
 REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-IDLE_MAX = 64
+IDLE_MAX = 1024  # idle upstream connections kept (streamproxy: a pool of 1,024)
 BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
-def filter_headers(headers: list[tuple[bytes, bytes]], head: list[bytes]) -> bool:
-    """Append `name: value` lines to head, minus hop-by-hop; True when the body was chunked."""
-    drop, chunked = HOP_BY_HOP, False
+def filter_headers(headers: list[tuple[bytes, bytes]], head: list[bytes]) -> tuple[bool, int]:
+    """Append `name: value` lines to head, minus hop-by-hop: (chunked?, Content-Length or 0)."""
+    drop, chunked, length = HOP_BY_HOP, False, 0
     for name, value in headers:  # names a Connection header lists are hop-by-hop too
         if len(name) == 10 and name.lower() == b"connection":
             drop = drop.union(token.strip().lower() for token in value.split(b","))
@@ -41,7 +42,9 @@ def filter_headers(headers: list[tuple[bytes, bytes]], head: list[bytes]) -> boo
             chunked = chunked or (lower == b"transfer-encoding" and b"chunked" in value.lower())
         elif lower != b"x-forwarded-for":
             head += (name, b": ", value, b"\r\n")
-    return chunked
+            if lower == b"content-length":
+                length = int(value)
+    return chunked, 0 if chunked else length
 
 
 class Pool:
@@ -69,22 +72,57 @@ class Pool:
 
 
 class Side(asyncio.Protocol):
-    """What both ends share: the transport, the parser's header callbacks, backpressure."""
+    """What both ends share: parsing or relaying what arrives, header callbacks, backpressure."""
 
     transport: asyncio.Transport
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser
     peer: Side | None = None
-    tunnel = False
+    tunnel = chunked = keep_alive = False
+    length = left = 0  # a Content-Length body: bytes not yet seen; once parsing stops, relayed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.headers: list[tuple[bytes, bytes]] = []
         self.out: list[bytes] = []  # bytes for the peer, written once per data_received
+        self.parser = self.new_parser()
+
+    def new_parser(self) -> httptools.HttpRequestParser | httptools.HttpResponseParser:
+        raise NotImplementedError
+
+    def receive(self, data: bytes) -> bool:
+        """What arrived, parsed or relayed as it is into self.out; False on a parse error."""
+        if self.tunnel:
+            self.out.append(data)
+        elif self.left:  # the rest of a Content-Length body: no parser, no copy
+            if len(data) < self.left:
+                self.left -= len(data)
+                self.out.append(data)
+                return True
+            self.out.append(data[: self.left])
+            data, self.left = data[self.left :], 0
+            self.parser = self.new_parser()  # the old one is still in that body
+            self.on_message_complete()
+            return self.receive(data) if data else True
+        else:
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserUpgrade as upgrade:
+                self.tunnel = True
+                self.out.append(data[upgrade.args[0] :])
+            except httptools.HttpParserError:
+                return False
+            self.left, self.length = self.length, 0
+        return True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_body(self, body: bytes) -> None:
-        self.out += (b"%x\r\n" % len(body), body, b"\r\n") if self.chunked else (body,)
+        if self.chunked:
+            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self.out.append(body)
+            self.length -= len(body)
 
     def flush(self) -> None:
         if self.out and self.peer is not None:
@@ -103,23 +141,18 @@ class Side(asyncio.Protocol):
 class Client(Side):
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self.parser = httptools.HttpRequestParser(self)
-        self.responded = self.keep_alive = True
+        self.responded = True
+
+    def new_parser(self) -> httptools.HttpRequestParser:
+        return httptools.HttpRequestParser(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.ip = transport.get_extra_info("peername")[0].encode()
 
     def data_received(self, data: bytes) -> None:
-        if self.tunnel:
-            self.out.append(data)
-        else:
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserUpgrade as upgrade:
-                self.out.append(data[upgrade.args[0] :])
-            except httptools.HttpParserError:
-                self.fail()
+        if not self.receive(data):
+            self.fail()
         self.flush()
 
     def on_message_begin(self) -> None:
@@ -129,23 +162,24 @@ class Client(Side):
         self.url += url
 
     def on_headers_complete(self) -> None:
-        head = [self.parser.get_method(), b" ", self.url, b" HTTP/1.1\r\n"]
-        self.chunked = filter_headers(self.headers, head)
+        parser = self.parser
+        head = [parser.get_method(), b" ", self.url, b" HTTP/1.1\r\n"]  # type: ignore[union-attr]
+        self.chunked, self.length = filter_headers(self.headers, head)
         xff = [value for name, value in self.headers if name.lower() == b"x-forwarded-for"]
         head += (b"x-forwarded-for: ", b", ".join([*xff, self.ip]), b"\r\n")
         if self.chunked:
             head.append(b"transfer-encoding: chunked\r\n")
-        if self.parser.should_upgrade():
+        if parser.should_upgrade():
             upgrade = next(value for name, value in self.headers if name.lower() == b"upgrade")
             head += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
         head.append(b"\r\n")
         self.out += head
+        self.keep_alive = parser.should_keep_alive()
         self.pool.get(self)
 
     def on_message_complete(self) -> None:
         if self.chunked:
             self.out.append(b"0\r\n\r\n")
-        self.keep_alive = self.parser.should_keep_alive()  # reset once this callback returns
 
     def fail(self) -> None:
         if self.transport.is_closing():
@@ -163,8 +197,10 @@ class Client(Side):
 class Upstream(Side):
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
-        self.parser = httptools.HttpResponseParser(self)
         self.done = False
+
+    def new_parser(self) -> httptools.HttpResponseParser:
+        return httptools.HttpResponseParser(self)
 
     def attach(self, client: Client) -> None:
         self.peer, client.peer = client, self
@@ -175,17 +211,10 @@ class Upstream(Side):
         if client is None:  # bytes from an idle connection: drop it
             self.transport.close()
             return
-        if self.tunnel:
-            self.out.append(data)
-        else:
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserUpgrade as upgrade:
-                self.tunnel = client.tunnel = True
-                self.out.append(data[upgrade.args[0] :])
-            except httptools.HttpParserError:
-                self.transport.close()
-                return
+        if not self.receive(data):
+            self.transport.close()
+            return
+        client.tunnel = self.tunnel
         self.flush()
         if self.done:
             self.done, self.peer, client.peer = False, None, None
@@ -203,9 +232,10 @@ class Upstream(Side):
         self.headers = []
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        parser = self.parser
+        self.status = status = parser.get_status_code()  # type: ignore[union-attr]
         head = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, b""))]
-        self.chunked = filter_headers(self.headers, head)
+        self.chunked, self.length = filter_headers(self.headers, head)
         if self.chunked:
             head.append(b"transfer-encoding: chunked\r\n")
         if status == 101:
@@ -213,14 +243,14 @@ class Upstream(Side):
             head += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n")
         head.append(b"\r\n")
         self.out += head
+        self.keep_alive = parser.should_keep_alive()
         if self.peer is not None:
             self.peer.responded = True  # type: ignore[attr-defined]
 
     def on_message_complete(self) -> None:
         if self.chunked:
             self.out.append(b"0\r\n\r\n")
-        self.done = not self.tunnel and self.parser.get_status_code() != 101
-        self.keep_alive = self.parser.should_keep_alive()  # reset once this callback returns
+        self.done = self.status != 101
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self in self.pool.idle:
