@@ -569,10 +569,18 @@ def run_target(
                     result["cpu_us_per_req"] = 1e6 * cpu / result["requests"]
             return result
 
-        if "small64" in scenarios:
-            # Small GETs at 64 connections (+ Redis commands per 1,000 requests on the first run)
-            runs = []
-            for i in range(plan.repeats):
+        # Small GETs at 64 connections, with wrk's one request header and with 12, run in
+        # alternation (small, headers, small, headers...) so that each pair sees the same load
+        # on a shared machine: what one more header costs is the difference within a pair.
+        script = procs.workdir / "headers.lua"
+        script.write_text(
+            "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in REQUEST_HEADERS)
+        )
+        small_runs: list[dict[str, float]] = []
+        header_runs: list[dict[str, float]] = []
+        for i in range(plan.repeats):
+            if "small64" in scenarios:
+                # + Redis commands per 1,000 requests on the first run
                 if i == 0 and target.counts_in_redis:
                     redis.reset_stats()
                 result = measured(lambda: wrk(base + "/small", 64, plan.duration))
@@ -581,13 +589,31 @@ def run_target(
                     result["redis_commands"] = redis.commands()
                     if result.get("requests"):
                         out["redis_per_1000"] = 1000 * result["redis_commands"] / result["requests"]
-                runs.append(result)
+                small_runs.append(result)
                 log(
                     f"{name}: small@64 {result.get('rps', 0):,.0f} req/s"
                     f" p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms"
                     f" CPU/req {result.get('cpu_us_per_req', 0):.1f} us"
                 )
-            out["small64"] = _summary(runs)
+            if "headers64" in scenarios:
+                result = measured(lambda: wrk(base + "/small", 64, plan.duration, script))
+                header_runs.append(result)
+                log(
+                    f"{name}: headers@64 {result.get('rps', 0):,.0f} req/s"
+                    f" CPU/req {result.get('cpu_us_per_req', 0):.1f} us"
+                )
+        if small_runs:
+            out["small64"] = _summary(small_runs)
+        if header_runs:
+            out["headers64"] = _summary(header_runs)
+        pairs = [
+            (h["cpu_us_per_req"] - s["cpu_us_per_req"]) / len(REQUEST_HEADERS)
+            for s, h in zip(small_runs, header_runs, strict=False)
+            if "cpu_us_per_req" in s and "cpu_us_per_req" in h
+        ]
+        if pairs:
+            out["us_per_header"] = statistics.median(pairs)
+            out["us_per_header_pairs"] = pairs
 
         if "small1" in scenarios:
             runs = []
@@ -596,26 +622,6 @@ def run_target(
                 runs.append(result)
                 log(f"{name}: small@1 p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms")
             out["small1"] = _summary(runs)
-
-        if "headers64" in scenarios:
-            script = procs.workdir / "headers.lua"
-            script.write_text(
-                "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in REQUEST_HEADERS)
-            )
-            runs = []
-            for _ in range(plan.repeats):
-                result = measured(lambda: wrk(base + "/small", 64, plan.duration, script))
-                runs.append(result)
-                log(
-                    f"{name}: headers@64 {result.get('rps', 0):,.0f} req/s"
-                    f" CPU/req {result.get('cpu_us_per_req', 0):.1f} us"
-                )
-            out["headers64"] = _summary(runs)
-            # What one more request header costs: the CPU per request of the two runs, apart.
-            small = out.get("small64", {}).get("cpu_us_per_req", {}).get("median")
-            headers = out["headers64"].get("cpu_us_per_req", {}).get("median")
-            if small is not None and headers is not None:
-                out["us_per_header"] = (headers - small) / len(REQUEST_HEADERS)
 
         if "post64k" in scenarios:
             script = procs.workdir / "post64k.lua"
