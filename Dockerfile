@@ -24,30 +24,31 @@ RUN python3 -m venv /opt/streamproxy
 
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so that editing the code does not reinstall them.
-# pip's cache survives between builds in a cache mount:
-# https://docs.docker.com/build/cache/optimize/#use-cache-mounts
-COPY pyproject.toml ./
+# Dependencies first, from the runtime lock alone (requirements/runtime.txt, written by
+# scripts/lock.sh), so that editing the code does not reinstall them: every artifact's sha256 is
+# checked, and nothing outside the lock is installed. pip's cache survives between builds in a
+# cache mount: https://docs.docker.com/build/cache/optimize/#use-cache-mounts
+COPY requirements/runtime.txt requirements/build.txt ./requirements/
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
-    && /opt/streamproxy/bin/pip install -r /tmp/requirements.txt
+    && /opt/streamproxy/bin/pip install --require-hashes --no-deps -r requirements/runtime.txt \
+    && python3 -m venv /opt/build \
+    && /opt/build/bin/pip install --require-hashes --no-deps -r requirements/build.txt
 
-# Then the package itself (hatchling builds it in pip's isolated build environment; it insists on
-# the README that pyproject.toml names, which the image itself does not need).
-COPY README.md* LICENSE* ./
+# Then the package itself, built by the locked hatchling (a build venv that stays in this stage)
+# and installed with --no-deps (hatchling insists on the README that pyproject.toml names, which
+# the image itself does not need).
+COPY pyproject.toml README.md* LICENSE* ./
 COPY sidecar ./sidecar
 RUN --mount=type=cache,target=/root/.cache/pip \
-    --mount=type=secret,id=ca \
-    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && { [ -f README.md ] || echo '# streamproxy' > README.md; } \
-    && /opt/streamproxy/bin/pip install --no-deps . \
+    { [ -f README.md ] || echo '# streamproxy' > README.md; } \
+    && /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheel . \
+    && /opt/streamproxy/bin/pip install --no-deps --no-index /tmp/wheel/streamproxy-*.whl \
+    && /opt/streamproxy/bin/pip check \
     && /opt/streamproxy/bin/pip uninstall -y pip setuptools \
     && /opt/streamproxy/bin/python -c 'import compileall; compileall.compile_dir("/opt/streamproxy", quiet=2, workers=0)' \
     && /opt/streamproxy/bin/streamproxy --help > /dev/null
-
 
 FROM ${BASE_IMAGE}
 

@@ -2,7 +2,7 @@
 
     python -m bench.experiments --patches cork,gc run --upstream ... (streamproxy's own flags)
 
-Bench targets named `streamproxy-<client>+<patch>[+<patch>]` start through here, so a proposed
+Bench targets named `streamproxy+<patch>[+<patch>]` start through here, so a proposed
 change to code this bench does not own can be measured before anyone edits that code:
 
 - `cork`: uvicorn writes a response head as soon as `http.response.start` is sent, and the body

@@ -1,10 +1,10 @@
 """Where a proxied request's time goes: py-spy on a streamproxy under wrk load.
 
-    .venv/bin/python -m bench.profile --client h1 --seconds 10
-    .venv/bin/python -m bench.profile --client h1 --tool pyinstrument   # call tree, in-process
+    .venv/bin/python -m bench.profile --seconds 10
+    .venv/bin/python -m bench.profile --tool pyinstrument   # call tree, in-process
 
 Same layout as the benchmark (proxy on core 0; nginx or the Python upstream, Redis and wrk on
-core 1). Writes the collapsed stacks to bench/results/profile-<client>.txt and prints the
+core 1). Writes the collapsed stacks to bench/results/profile-<target>-<scenario>.txt and prints the
 functions with the most samples, self and inclusive. Needs `py-spy` (`.venv/bin/pip install
 py-spy`); it samples from outside the process (`--nonblocking`), so the proxy runs unmodified.
 pyinstrument runs inside the proxy (slower) and prints its call tree when the proxy exits.
@@ -69,7 +69,9 @@ def summarize(collapsed: Path, top: int) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="py-spy profile of streamproxy under load")
-    parser.add_argument("--client", default="h1", help="h1, aiohttp, or with patches: h1+cork+gc")
+    parser.add_argument(
+        "--target", default="streamproxy", help="streamproxy, or with patches: streamproxy+cork+gc"
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--top", type=int, default=40)
@@ -87,7 +89,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="streamproxy-profile-"))
     workdir.chmod(0o755)
     procs = Processes(workdir)
-    out = RESULTS / f"profile-{args.client}-{args.scenario}.txt"
+    out = RESULTS / f"profile-{args.target}-{args.scenario}.txt"
     RESULTS.mkdir(parents=True, exist_ok=True)
     try:
         upstream = start_upstream(procs, 1 << 30, bool(shutil.which("nginx")))
@@ -96,7 +98,7 @@ def main() -> int:
         if args.tool == "pyinstrument":
             out = out.with_suffix(".pyinstrument.txt")
             wrap = ["-m", "pyinstrument", "--renderer", "text", "--outfile", str(out)]
-        target, _ = start_target(f"streamproxy-{args.client}", procs, upstream, redis, wrap)
+        target, _ = start_target(args.target, procs, upstream, redis, wrap)
         assert target.proc is not None
         url = f"http://127.0.0.1:{target.port}/small"
         wrk(url, args.connections, 1)  # warm-up

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -38,7 +39,12 @@ PROXY_CORE = "0"
 LOAD_CORE = "1"
 SMALL_BYTES = 1024
 POST_BYTES = 64 * 1024
-SCENARIOS = ("small64", "small1", "headers64", "post64k", "download", "upload", "slow")
+SCENARIOS = ("small64", "small1", "headers64", "post64k", "download", "upload", "slow", "c2000",
+             "idle10k", "ws1000")  # fmt: skip
+TARGETS = ("direct", "python-floor", "streamproxy", "aiohttp-peer", "nginx")
+# What a target can be asked: the aiohttp peer relays no upgrade; `direct` has no proxy process
+# whose memory idle connections would show in.
+SKIP = {"aiohttp-peer": {"ws1000"}, "direct": {"idle10k"}}
 # wrk sends one request header (Host); a browser or a service mesh sends a dozen. The headers64
 # scenario adds these, so what each header costs the proxy shows.
 REQUEST_HEADERS = (
@@ -67,10 +73,17 @@ class Plan:
     targets: list[str]
     ready_tries: int
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
+    many_conns: int = 2000  # c2000: concurrent keep-alive clients (wrk), one run of many_duration
+    # long enough for the tail: wrk records only requests that finish within its run
+    many_duration: float = 15.0
+    idle_conns: int = 10000  # idle10k: idle keep-alive client connections held at once
+    ws_clients: int = 1000  # ws1000: concurrent WebSocket tunnels, each echoing ws_messages
+    ws_messages: int = 5
+    load_timeout: float = 30.0  # bound of each phase of idle10k and ws1000
 
 
 FULL = Plan(8, 5, 2, 1 << 30, 6, [], 3)
-QUICK = Plan(2, 2, 1, 256 << 20, 3, [], 1)
+QUICK = Plan(2, 2, 1, 256 << 20, 3, [], 1, many_duration=10.0, load_timeout=20.0)
 
 
 def log(message: str) -> None:
@@ -217,13 +230,22 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, connections: int, duration: float, script: Path | None = None
+    url: str,
+    connections: int,
+    duration: float,
+    script: Path | None = None,
+    threads: int = 1,
+    timeout_s: int = 2,
 ) -> dict[str, float]:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency"]
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s"]
+    argv += ["--latency", f"--timeout={timeout_s}s"]
     if script is not None:
         argv += ["-s", str(script)]
     out = subprocess.run(
-        pinned(LOAD_CORE, [*argv, url]), capture_output=True, text=True, timeout=duration + 30
+        pinned(LOAD_CORE, [*argv, url]),
+        capture_output=True,
+        text=True,
+        timeout=duration + timeout_s + 30,
     ).stdout
     result: dict[str, float] = {}
     if m := re.search(r"Requests/sec:\s+([\d.]+)", out):
@@ -238,6 +260,7 @@ def wrk(
         errors += int(m.group(1))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(g) for g in m.groups())
+        result["timeouts"] = int(m.group(4))
     result["errors"] = errors
     if "rps" not in result:
         log(f"wrk gave no result for {url}: {out[-400:]!r}")
@@ -322,11 +345,12 @@ class Redis:
 
 NGINX_COMMON = """
 worker_processes 1;
+worker_rlimit_nofile 32768;
 daemon off;
 master_process on;
 pid {work}/{name}.pid;
 error_log {work}/{name}-error.log warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections 24576; }}
 http {{
     access_log off;
     client_body_temp_path {work}/{name}-body;
@@ -356,18 +380,27 @@ NGINX_UPSTREAM = """
         location = /stats {{
             proxy_pass http://sink; proxy_http_version 1.1; proxy_set_header Connection "";
         }}
+        location = /ws {{
+            proxy_pass http://sink; proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";
+            proxy_read_timeout 300s;
+        }}
     }}
 """
 
 NGINX_PROXY = """
-    upstream app {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    map $http_upgrade $connection_upgrade {{ default upgrade; "" ""; }}
+    upstream app {{ server 127.0.0.1:{upstream}; keepalive 1024; }}  # as streamproxy's pool
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         location / {{
-            proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+            proxy_pass http://app; proxy_http_version 1.1;
             # Stream both ways like the Python proxies; reads of up to 256 KiB, as uvloop's.
             proxy_buffering off; proxy_request_buffering off; proxy_buffer_size 256k;
             proxy_buffers 4 256k; proxy_busy_buffers_size 512k;
+            # Upgrades (WebSocket) relayed; other requests keep the upstream connection alive.
+            proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 300s;
         }}
     }}
 """
@@ -442,41 +475,24 @@ def start_target(
         return Target(name, upstream.port, None, ""), float("nan")
     port = free_port()
     up = f"http://127.0.0.1:{upstream.port}"
-    if name.startswith("streamproxy"):
-        # streamproxy-<client>[+<patch>...]: patches are bench/experiments.py's
-        client, *patches = (name.partition("-")[2] or "h1").split("+")
+    if name == "streamproxy" or name.startswith("streamproxy+"):
+        # streamproxy[+<patch>...]: patches are bench/experiments.py's
+        patches = name.split("+")[1:]
         admin = free_port()
         launcher = ["-m", "sidecar"]
         if patches:
             launcher = ["-m", "bench.experiments", "--patches", ",".join(patches)]
-        argv = [
-            PYTHON,
-            *(wrap or []),
-            *launcher,
-            "run",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--admin-port",
-            str(admin),
-            "--upstream",
-            up,
-            "--redis-url",
-            redis.url,
-            "--upstream-client",
-            client,
-            "--log-level",
-            "warning",
-        ]
+        argv = [PYTHON, *(wrap or []), *launcher, "run", "--host", "127.0.0.1", "--port", str(port),
+                "--admin-port", str(admin), "--upstream", up, "--redis-url", redis.url,
+                "--log-level", "warning"]  # fmt: skip
         ready = f"http://127.0.0.1:{admin}/readyz"
         counts = True
     elif name == "aiohttp-peer":
         argv = [PYTHON, "-m", "bench.peers.aiohttp_proxy", "--port", str(port), "--upstream", up]
         ready = f"http://127.0.0.1:{port}/small"
         counts = False
-    elif name == "uvicorn-floor":
-        argv = [PYTHON, "-m", "bench.peers.uvicorn_floor", "--port", str(port)]
+    elif name == "python-floor":
+        argv = [PYTHON, "-m", "bench.peers.python_floor", "--port", str(port), "--upstream", up]
         ready = f"http://127.0.0.1:{port}/small"
         counts = False
     elif name == "nginx":
@@ -523,9 +539,7 @@ def run_target(
     name: str, plan: Plan, procs: Processes, upstream: Upstream, redis: Redis
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"target": name}
-    scenarios = plan.scenarios
-    if name == "uvicorn-floor":  # no upstream behind it: small GETs only
-        scenarios = [s for s in scenarios if s in ("small64", "small1", "headers64")]
+    scenarios = [s for s in plan.scenarios if s not in SKIP.get(name, ())]
     ready_times = []
     target = None
     for attempt in range(plan.ready_tries if name != "direct" else 1):
@@ -544,61 +558,72 @@ def run_target(
         log(f"{name}: warm-up")
         wrk(base + "/small", 64, 1)
 
-        if "small64" in scenarios:
-            # Small GETs at 64 connections (+ Redis commands per 1,000 requests on the first run)
-            runs = []
-            for i in range(plan.repeats):
+        def measured(run: Callable[[], dict[str, float]]) -> dict[str, float]:
+            """One run, with the proxy's peak RSS and its CPU per request over it."""
+            if pid:
+                reset_peak(pid)
+                cpu_before = cpu_seconds(pid)
+            result = run()
+            if pid:
+                result["peak_rss_mib"] = peak_mib(pid)
+                if result.get("requests"):
+                    cpu = cpu_seconds(pid) - cpu_before
+                    result["cpu_us_per_req"] = 1e6 * cpu / result["requests"]
+            return result
+
+        # Small GETs at 64 connections, with wrk's one request header and with 12, run in
+        # alternation (small, headers, small, headers...) so that each pair sees the same load
+        # on a shared machine: what one more header costs is the difference within a pair.
+        script = procs.workdir / "headers.lua"
+        script.write_text(
+            "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in REQUEST_HEADERS)
+        )
+        small_runs: list[dict[str, float]] = []
+        header_runs: list[dict[str, float]] = []
+        for i in range(plan.repeats):
+            if "small64" in scenarios:
+                # + Redis commands per 1,000 requests on the first run
                 if i == 0 and target.counts_in_redis:
                     redis.reset_stats()
-                if pid:
-                    reset_peak(pid)
-                    cpu_before = cpu_seconds(pid)
-                result = wrk(base + "/small", 64, plan.duration)
-                if pid:
-                    result["peak_rss_mib"] = peak_mib(pid)
-                    if result.get("requests"):
-                        cpu = cpu_seconds(pid) - cpu_before
-                        result["cpu_us_per_req"] = 1e6 * cpu / result["requests"]
+                result = measured(lambda: wrk(base + "/small", 64, plan.duration))
                 if i == 0 and target.counts_in_redis:
                     time.sleep(1.5)  # counts are flushed within about 1 s
                     result["redis_commands"] = redis.commands()
                     if result.get("requests"):
                         out["redis_per_1000"] = 1000 * result["redis_commands"] / result["requests"]
-                runs.append(result)
+                small_runs.append(result)
                 log(
                     f"{name}: small@64 {result.get('rps', 0):,.0f} req/s"
                     f" p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms"
                     f" CPU/req {result.get('cpu_us_per_req', 0):.1f} us"
                 )
-            out["small64"] = _summary(runs)
-
-        if "small1" in scenarios:
-            runs = []
-            for _ in range(plan.repeats):
-                result = wrk(base + "/small", 1, plan.latency_duration)
-                runs.append(result)
-                log(f"{name}: small@1 p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms")
-            out["small1"] = _summary(runs)
-
-        if "headers64" in scenarios:
-            script = procs.workdir / "headers.lua"
-            script.write_text(
-                "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in REQUEST_HEADERS)
-            )
-            runs = []
-            for _ in range(plan.repeats):
-                if pid:
-                    cpu_before = cpu_seconds(pid)
-                result = wrk(base + "/small", 64, plan.duration, script)
-                if pid and result.get("requests"):
-                    cpu = cpu_seconds(pid) - cpu_before
-                    result["cpu_us_per_req"] = 1e6 * cpu / result["requests"]
-                runs.append(result)
+            if "headers64" in scenarios:
+                result = measured(lambda: wrk(base + "/small", 64, plan.duration, script))
+                header_runs.append(result)
                 log(
                     f"{name}: headers@64 {result.get('rps', 0):,.0f} req/s"
                     f" CPU/req {result.get('cpu_us_per_req', 0):.1f} us"
                 )
-            out["headers64"] = _summary(runs)
+        if small_runs:
+            out["small64"] = _summary(small_runs)
+        if header_runs:
+            out["headers64"] = _summary(header_runs)
+        pairs = [
+            (h["cpu_us_per_req"] - s["cpu_us_per_req"]) / len(REQUEST_HEADERS)
+            for s, h in zip(small_runs, header_runs, strict=False)
+            if "cpu_us_per_req" in s and "cpu_us_per_req" in h
+        ]
+        if pairs:
+            out["us_per_header"] = statistics.median(pairs)
+            out["us_per_header_pairs"] = pairs
+
+        if "small1" in scenarios:
+            runs = []
+            for _ in range(plan.repeats):
+                result = measured(lambda: wrk(base + "/small", 1, plan.latency_duration))
+                runs.append(result)
+                log(f"{name}: small@1 p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms")
+            out["small1"] = _summary(runs)
 
         if "post64k" in scenarios:
             script = procs.workdir / "post64k.lua"
@@ -659,10 +684,130 @@ def run_target(
         if "slow" in scenarios and pid:
             out["slow_client"] = _slow_client(base, plan, pid)
             out["after_rss_mib"] = rss_mib(pid)
+
+        # Last: the many-connection scenarios leave the proxy with more memory than it had.
+        if "c2000" in scenarios:
+            # Many concurrent keep-alive clients: wrk's two threads on the load core; a request
+            # slower than 10 s counts as a timeout (an error). One run: it is long.
+            runs = []
+            for _ in range(1):
+                result = measured(
+                    lambda: wrk(base + "/small", plan.many_conns, plan.many_duration, None, 2, 10)
+                )
+                runs.append(result)
+                log(
+                    f"{name}: small@{plan.many_conns} {result.get('rps', 0):,.0f} req/s"
+                    f" p50 {result.get('p50_ms')} ms p99 {result.get('p99_ms')} ms"
+                    f" errors {result.get('errors')}"
+                    f" CPU/req {result.get('cpu_us_per_req', 0):.1f} us"
+                    f" peak RSS {result.get('peak_rss_mib', 0):.1f} MiB"
+                )
+            out["c2000"] = _summary(runs)
+
+        # Each of these on a fresh start (and the small-GET warm-up), so that neither finds the
+        # memory another scenario left behind.
+        if "idle10k" in scenarios and pid:
+            target, pid = _restart(target, name, procs, upstream, redis)
+            out["idle10k"] = _idle_conns(name, plan, pid, target.port)
+
+        if "ws1000" in scenarios:
+            if pid:
+                target, pid = _restart(target, name, procs, upstream, redis)
+            out["ws1000"] = _websockets(name, plan, pid, target.port)
     finally:
         if target.proc is not None:
             procs.stop(target.proc)
     return out
+
+
+def _restart(
+    target: Target, name: str, procs: Processes, upstream: Upstream, redis: Redis
+) -> tuple[Target, int]:
+    if target.proc is not None:
+        procs.stop(target.proc)
+    target, _ = start_target(name, procs, upstream, redis)
+    assert target.proc is not None
+    wrk(f"http://127.0.0.1:{target.port}/small", 64, 1)
+    return target, target.proc.pid
+
+
+def _idle_conns(name: str, plan: Plan, pid: int, port: int) -> dict[str, Any]:
+    """Idle keep-alive client connections: the proxy's RSS before, and with all of them open."""
+    time.sleep(0.5)
+    before = rss_mib(pid)
+    reset_peak(pid)
+    argv = [PYTHON, "-m", "bench.load", "idle", "--port", str(port), "--conns",
+            str(plan.idle_conns), "--timeout", str(plan.load_timeout)]  # fmt: skip
+    proc = subprocess.Popen(
+        pinned(LOAD_CORE, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env=_env(),
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    result: dict[str, Any] = {"conns": plan.idle_conns, "rss_before_mib": before}
+    try:
+        line = _readline(proc, plan.load_timeout + 30)
+        result.update(json.loads(line) if line else {"opened": 0, "failed": plan.idle_conns})
+        time.sleep(1.0)  # let the proxy settle (buffers freed after the responses)
+        result["rss_with_mib"] = rss_mib(pid)
+        result["peak_rss_mib"] = peak_mib(pid)
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        line = _readline(proc, 30)
+        result.update(json.loads(line) if line else {})
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    opened = result.get("opened") or 0
+    if opened:
+        result["kib_per_conn"] = (result["rss_with_mib"] - before) * 1024 / opened
+    log(
+        f"{name}: {opened:,} of {plan.idle_conns:,} idle connections open"
+        f" ({result.get('still_open', '?')} still open at the end);"
+        f" RSS {before:.1f} -> {result.get('rss_with_mib', 0):.1f} MiB"
+        f" = {result.get('kib_per_conn', float('nan')):.2f} KiB each"
+    )
+    return result
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of a child's stdout, or "" if none comes within timeout (or it exits)."""
+    import selectors
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            return ""
+    return proc.stdout.readline().strip()
+
+
+def _websockets(name: str, plan: Plan, pid: int | None, port: int) -> dict[str, Any]:
+    """Concurrent WebSocket tunnels to the upstream's echo, all open at once, then echoing."""
+    if pid:
+        reset_peak(pid)
+    argv = [PYTHON, "-m", "bench.load", "ws", "--port", str(port), "--clients",
+            str(plan.ws_clients), "--messages", str(plan.ws_messages), "--timeout",
+            str(plan.load_timeout)]  # fmt: skip
+    try:
+        run = subprocess.run(
+            pinned(LOAD_CORE, argv), capture_output=True, text=True, env=_env(),
+            timeout=2 * plan.load_timeout + 30,
+        )  # fmt: skip
+        result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as exc:
+        result = {"clients": plan.ws_clients, "echoed": 0, "error": repr(exc)[:200]}
+    if pid:
+        result["peak_rss_mib"] = peak_mib(pid)
+        time.sleep(0.5)
+        result["rss_after_mib"] = rss_mib(pid)
+    log(
+        f"{name}: websockets {result.get('concurrent_open', 0)} of {plan.ws_clients} open at"
+        f" once, {result.get('echoed', 0)} echoed {plan.ws_messages} messages"
+        f" (p50 {result.get('rtt_p50_ms')} ms, p99 {result.get('rtt_p99_ms')} ms),"
+        f" stages {result.get('stages')}, peak RSS {result.get('peak_rss_mib', 0):.1f} MiB"
+    )
+    return result
 
 
 def _summary(runs: list[dict[str, float]]) -> dict[str, Any]:
@@ -754,6 +899,136 @@ def _fmt(stat: dict[str, float] | None, digits: int = 0, scale: float = 1.0) -> 
     return f"{med:,.{digits}f} ({lo:,.{digits}f}-{hi:,.{digits}f})"
 
 
+def _num(value: float | None, digits: int) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _median(t: dict[str, Any], scenario: str, key: str) -> float | None:
+    stat = (t.get(scenario) or {}).get(key)
+    if isinstance(stat, dict):
+        value = stat.get("median")
+        return None if value is None or value != value else float(value)
+    return None if stat is None else float(stat)
+
+
+def max_peak_mib(t: dict[str, Any]) -> float | None:
+    """The highest peak RSS the target reached in any scenario (every run) but idle10k, whose
+    10,000 connections have a bound of their own (4 KiB each, 40 MiB over the idle RSS)."""
+    peaks = []
+    for scenario in SCENARIOS:
+        if scenario == "idle10k":
+            continue
+        data = t.get(scenario) or {}
+        peaks += [run.get("peak_rss_mib") for run in data.get("runs", [])]
+        peaks.append(data.get("peak_rss_mib") if not isinstance(data.get("peak_rss_mib"), dict)
+                     else None)  # fmt: skip
+    clean = [p for p in peaks if isinstance(p, (int, float)) and p == p and p > 0]
+    return max(clean) if clean else None
+
+
+def goals(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 11's targets, each for every streamproxy target of the run, against the same run's
+    python-floor and nginx: [{"target", "goal", "value", "bound", "pass", "floor", "nginx"}]."""
+    by_name = {t["target"]: t for t in report["targets"] if "error" not in t}
+    floor, nginx = by_name.get("python-floor", {}), by_name.get("nginx", {})
+    meta = report["meta"]
+    rows: list[dict[str, Any]] = []
+
+    def add(goal: str, value: Any, bound: Any, ok: bool, refs: tuple[Any, Any]) -> None:
+        rows.append(
+            {"target": name, "goal": goal, "value": value, "bound": bound, "pass": ok,
+             "floor": refs[0], "nginx": refs[1]}
+        )  # fmt: skip
+
+    def refs(scenario: str, key: str) -> tuple[float | None, float | None]:
+        return _median(floor, scenario, key), _median(nginx, scenario, key)
+
+    def relative(goal: str, scenario: str, key: str, factor: float, ref: str, most: bool) -> None:
+        """value <= (most) or >= factor x the reference's (ref: "floor" or "nginx")."""
+        value, pair = _median(t, scenario, key), refs(scenario, key)
+        base = pair[0] if ref == "floor" else pair[1]
+        if value is not None and base is not None:
+            bound = factor * base
+            add(goal, value, bound, value <= bound if most else value >= bound, pair)
+
+    for name, t in by_name.items():
+        if not name.startswith("streamproxy"):
+            continue
+        cpu, pair = _median(t, "small64", "cpu_us_per_req"), refs("small64", "cpu_us_per_req")
+        bounds = [b for b in (pair[0] and 1.3 * pair[0], pair[1] and 2 * pair[1]) if b]
+        if cpu is not None and bounds:
+            add("proxy CPU µs per small GET ≤ 1.3x floor, ≤ 2x nginx", cpu, min(bounds),
+                cpu <= min(bounds), pair)  # fmt: skip
+        relative("req/s at 64 connections ≥ 0.75x floor", "small64", "rps", 0.75, "floor", False)
+        relative("p50 ms at one connection ≤ 1.15x floor", "small1", "p50_ms", 1.15, "floor", True)
+        if (per_header := t.get("us_per_header")) is not None:
+            add("µs per extra request header ≤ 0.5", per_header, 0.5, per_header <= 0.5,
+                (floor.get("us_per_header"), nginx.get("us_per_header")))  # fmt: skip
+        relative("1 GiB download MB/s ≥ 0.9x nginx", "download", "mb_s", 0.9, "nginx", False)
+        relative("1 GiB upload MB/s ≥ 0.9x nginx", "upload", "mb_s", 0.9, "nginx", False)
+        if runs := (t.get("c2000") or {}).get("runs", []):
+            errors = sum(run.get("errors", 0) for run in runs)
+            answered = all("rps" in run for run in runs)
+            add(f"{meta.get('many_conns')} concurrent clients: errors = 0", errors, 0,
+                answered and errors == 0, refs("c2000", "errors"))  # fmt: skip
+            ratios = [
+                r["p99_ms"] / r["p50_ms"] for r in runs if r.get("p50_ms") and r.get("p99_ms")
+            ]
+            worst = max(ratios) if ratios else None
+            ref_ratios = tuple(
+                _ratio(x.get("c2000")) for x in (floor, nginx)
+            )  # fmt: skip
+            add(f"{meta.get('many_conns')} concurrent clients: p99/p50 ≤ 10", worst, 10.0,
+                worst is not None and worst <= 10, ref_ratios)  # fmt: skip
+        if idle := t.get("idle10k"):
+            kib = idle.get("kib_per_conn")
+            ok = kib is not None and kib <= 4 and idle.get("opened") == idle.get("conns")
+            add(f"{idle.get('conns')} idle keep-alive connections: KiB of RSS each ≤ 4", kib,
+                4.0, ok, tuple((x.get("idle10k") or {}).get("kib_per_conn")
+                               for x in (floor, nginx)))  # fmt: skip
+        if ws := t.get("ws1000"):
+            ok = ws.get("echoed") == ws.get("clients") == ws.get("concurrent_open")
+            add(f"{ws.get('clients')} concurrent WebSocket tunnels echoing (all)",
+                ws.get("echoed"), ws.get("clients"), ok,
+                tuple((x.get("ws1000") or {}).get("echoed") for x in (floor, nginx)))  # fmt: skip
+        if (idle_rss := t.get("idle_rss_mib")) is not None:
+            add("idle RSS MiB ≤ 45", idle_rss, 45.0, idle_rss <= 45,
+                (floor.get("idle_rss_mib"), nginx.get("idle_rss_mib")))  # fmt: skip
+        if (peak := max_peak_mib(t)) is not None:
+            add("peak RSS MiB ≤ 64 in every scenario (idle10k apart)", peak, 64.0, peak <= 64,
+                (max_peak_mib(floor), max_peak_mib(nginx)))  # fmt: skip
+    return rows
+
+
+def _ratio(c2000: dict[str, Any] | None) -> float | None:
+    ratios = [r["p99_ms"] / r["p50_ms"] for r in (c2000 or {}).get("runs", [])
+              if r.get("p50_ms") and r.get("p99_ms")]  # fmt: skip
+    return max(ratios) if ratios else None
+
+
+def goals_markdown(report: dict[str, Any]) -> list[str]:
+    rows = goals(report)
+    if not rows:
+        return []
+    lines = [
+        "Issue 11's targets (streamproxy against python-floor and nginx of this run; a goal "
+        "whose reference target did not run is left out):",
+        "",
+        "| target | goal | value | bound | result | python-floor | nginx |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        verdict = {True: "**pass**", False: "**FAIL**", None: "-"}[row["pass"]]
+        lines.append(
+            f"| {row['target']} | {row['goal']} | {_num(row['value'], 2)} "
+            f"| {_num(row['bound'], 2)} | {verdict} | {_num(row['floor'], 2)} "
+            f"| {_num(row['nginx'], 2)} |"
+        )
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
     lines = [
@@ -767,8 +1042,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| target | small GET @64 req/s | p50 ms | p99 ms | proxy CPU µs/req "
         "| @1 conn p50 ms | @1 p99 ms | 12-header GET @64 req/s | its CPU µs/req "
-        "| 64 KiB POST @64 req/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| µs per extra header (pairs) | 64 KiB POST @64 req/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in report["targets"]:
         s64, s1, post = t.get("small64", {}), t.get("small1", {}), t.get("post64k", {})
@@ -778,7 +1053,9 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(s64.get('p99_ms'), 3)} | {_fmt(s64.get('cpu_us_per_req'), 1)} "
             f"| {_fmt(s1.get('p50_ms'), 3)} "
             f"| {_fmt(s1.get('p99_ms'), 3)} | {_fmt(h64.get('rps'))} "
-            f"| {_fmt(h64.get('cpu_us_per_req'), 1)} | {_fmt(post.get('rps'))} |"
+            f"| {_fmt(h64.get('cpu_us_per_req'), 1)} "
+            f"| {_fmt(spread(t.get('us_per_header_pairs') or []), 2)} "
+            f"| {_fmt(post.get('rps'))} |"
         )
     lines += [
         "",
@@ -808,6 +1085,36 @@ def markdown(report: dict[str, Any]) -> str:
             f"{per_k:.2f}" if per_k is not None else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    many, idle_n, ws_n = (report["meta"].get(k, "?") for k in ("many_conns", "idle_conns",
+                                                                "ws_clients"))  # fmt: skip
+    lines += [
+        "",
+        f"| target | {many} clients req/s | p50 ms | p99 ms | errors | CPU µs/req | peak RSS MiB "
+        f"| {idle_n} idle conns open | KiB each | RSS with them MiB "
+        f"| {ws_n} WebSockets open at once | echoed | peak RSS MiB "
+        "| max peak RSS, any scenario but idle |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in report["targets"]:
+        c2k, idle, ws = t.get("c2000", {}), t.get("idle10k") or {}, t.get("ws1000") or {}
+        cells = [
+            t["target"],
+            _fmt(c2k.get("rps")),
+            _fmt(c2k.get("p50_ms"), 2),
+            _fmt(c2k.get("p99_ms"), 2),
+            _fmt(c2k.get("errors")),
+            _fmt(c2k.get("cpu_us_per_req"), 1),
+            _fmt(c2k.get("peak_rss_mib"), 1),
+            _num(idle.get("opened"), 0),
+            _num(idle.get("kib_per_conn"), 2),
+            _num(idle.get("rss_with_mib"), 1),
+            _num(ws.get("concurrent_open"), 0),
+            _num(ws.get("echoed"), 0),
+            _num(ws.get("peak_rss_mib"), 1),
+            _num(max_peak_mib(t), 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *goals_markdown(report)]
     lines += [
         "",
         "RSS figures are the proxy's whole process tree (nginx: master + worker); peak RSS is "
@@ -822,9 +1129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds per scenario")
     parser.add_argument(
         "--targets",
-        default="direct,uvicorn-floor,streamproxy-aiohttp,streamproxy-h1,aiohttp-peer,nginx",
-        help="comma-separated: direct, uvicorn-floor, streamproxy-aiohttp, streamproxy-h1,"
-        " aiohttp-peer, nginx",
+        default=",".join(TARGETS),
+        help="comma-separated: %(default)s (and streamproxy+<patch>..., bench/experiments.py)",
     )
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of: %(default)s"
@@ -833,6 +1139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds per wrk run")
     parser.add_argument("--big-mib", type=int, help="size of the big download/upload")
     parser.add_argument("--no-nginx", action="store_true", help="use the Python upstream")
+    parser.add_argument("--many-conns", type=int, help="clients of c2000 (default 2000)")
+    parser.add_argument("--idle-conns", type=int, help="connections of idle10k (default 10000)")
+    parser.add_argument("--ws-clients", type=int, help="WebSockets of ws1000 (default 1000)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -845,9 +1154,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats:
         plan.repeats = args.repeats
     if args.duration:
-        plan.duration = args.duration
+        plan.duration = plan.many_duration = args.duration
     if args.big_mib:
         plan.big_bytes = args.big_mib << 20
+    plan.many_conns = args.many_conns or plan.many_conns
+    plan.idle_conns = args.idle_conns or plan.idle_conns
+    plan.ws_clients = args.ws_clients or plan.ws_clients
+    # Thousands of connections: file descriptors for the proxy, wrk and the clients (inherited).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if (limit := resource.getrlimit(resource.RLIMIT_NOFILE)[0]) < plan.idle_conns + 1000:
+        log(f"open files limited to {limit}: idle10k may fail (ulimit -n)")
     for tool in ("wrk", "curl"):
         if not shutil.which(tool):
             raise SystemExit(f"bench: {tool} is required (apt-get install {tool})")
@@ -870,6 +1188,10 @@ def main(argv: list[str] | None = None) -> int:
             "scenarios": plan.scenarios,
             "duration": plan.duration,
             "big_bytes": plan.big_bytes,
+            "many_conns": plan.many_conns,
+            "idle_conns": plan.idle_conns,
+            "ws_clients": plan.ws_clients,
+            "ws_messages": plan.ws_messages,
             "layout": {
                 "proxy": f"taskset -c {PROXY_CORE}",
                 "load+upstream+redis": f"taskset -c {LOAD_CORE}",

@@ -4,6 +4,7 @@
     GET  /big?bytes=N    N bytes (default 1 GiB), Content-Length framed, written with drain
     POST /sink           reads the whole body, answers with its size in bytes
     GET  /stats          {"sunk": bytes received by /sink so far, "requests": n}
+    GET  /ws             a WebSocket (Upgrade) that echoes every text or binary message
 
 Always used as the upload sink (so "bytes that reached the sink" is measured, not assumed);
 also the whole upstream when nginx is not installed.
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 
 import httptools
@@ -20,6 +23,7 @@ import httptools
 SMALL = b"x" * 1024
 BLOCK = b"\0" * (256 * 1024)
 GIB = 1 << 30
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 _stats = {"sunk": 0, "requests": 0}
 
@@ -33,13 +37,21 @@ class UpstreamProtocol(asyncio.Protocol):
         self.paused = False
         self.drain_waiter: asyncio.Future[None] | None = None
         self.streaming: asyncio.Future[None] | None = None
+        self.ws_key = b""
+        self.ws: bytearray | None = None  # once upgraded: bytes of frames not yet whole
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws += data
+            self.echo_frames()
+            return
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.upgrade(data[upgrade.args[0] :])
         except httptools.HttpParserError:
             assert self.transport is not None
             self.transport.close()
@@ -57,17 +69,71 @@ class UpstreamProtocol(asyncio.Protocol):
             self.drain_waiter.set_result(None)
 
     def on_message_begin(self) -> None:
-        self.url = b""
+        self.url = self.ws_key = b""
         self.body_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"sec-websocket-key":
+            self.ws_key = value
+
+    # WebSocket echo (RFC 6455): enough for the bench's clients, through any proxy.
+
+    def upgrade(self, rest: bytes) -> None:
+        assert self.transport is not None
+        if not self.url.startswith(b"/ws") or not self.ws_key:
+            self.respond(400, b"not a websocket", False)
+            return
+        accept = base64.b64encode(hashlib.sha1(self.ws_key + WS_GUID).digest())
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        self.ws = bytearray(rest)
+        self.echo_frames()
+
+    def echo_frames(self) -> None:
+        buf, transport = self.ws, self.transport
+        assert buf is not None and transport is not None
+        while len(buf) >= 2:
+            opcode, size, at = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if size == 126:
+                size, at = int.from_bytes(buf[2:4], "big"), 4
+            elif size == 127:
+                size, at = int.from_bytes(buf[2:10], "big"), 10
+            masked = buf[1] & 0x80
+            end = at + (4 if masked else 0) + size
+            if len(buf) < end or len(buf) < at:
+                return
+            payload = bytes(buf[end - size : end])
+            if masked:
+                key = bytes(buf[at : at + 4]) * (size // 4 + 1)
+                payload = (
+                    int.from_bytes(payload, "big") ^ int.from_bytes(key[:size], "big")
+                ).to_bytes(size, "big")
+            del buf[:end]
+            if size < 126:
+                head = bytes((0x80 | opcode, size))
+            elif size < 65536:
+                head = bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big")
+            else:
+                head = bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big")
+            if opcode == 0x9:  # ping -> pong
+                head = bytes((0x8A,)) + head[1:]
+            transport.write(head + payload)  # text, binary, close: echoed
+            if opcode == 0x8:
+                transport.close()
+                return
 
     def on_body(self, body: bytes) -> None:
         self.body_bytes += len(body)
         _stats["sunk"] += len(body)
 
     def on_message_complete(self) -> None:
+        if self.parser.should_upgrade():
+            return  # data_received answers it (HttpParserUpgrade)
         _stats["requests"] += 1
         path, _, query = self.url.partition(b"?")
         keep = self.parser.should_keep_alive()

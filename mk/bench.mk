@@ -6,7 +6,7 @@ BENCH_ARGS ?=
 
 .PHONY: bench bench-quick
 
-## bench: full benchmark (~5 min): direct, streamproxy (aiohttp and h1 clients), aiohttp peer, nginx
+## bench: full benchmark (~10 min): direct, python-floor, streamproxy, aiohttp peer, nginx; issue 11's targets in bench/results/latest.md
 bench: install
 	$(BENCH_PYTHON) -m bench $(BENCH_ARGS)
 
