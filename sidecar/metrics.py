@@ -43,7 +43,10 @@ class ProxyMetrics:
         self.response_bytes = 0
         self.upstream_errors = dict.fromkeys(UPSTREAM_ERROR_REASONS, 0)
         self.in_flight = 0
-        self.websockets_open = 0
+        # Byte tunnels after a 101 (WebSocket or any other upgrade)
+        self.tunnels_open = 0
+        self.tunnels_opened = 0
+        self.tunnels_closed = 0
 
     def observe(self, method: str, status: int, seconds: float) -> None:
         if method not in KNOWN_METHODS:
@@ -117,7 +120,17 @@ class _Collector(Collector):
             "streamproxy_in_flight_requests", "Requests being forwarded now.", value=m.in_flight
         )
         yield GaugeMetricFamily(
-            "streamproxy_websockets_open", "WebSocket sessions open now.", value=m.websockets_open
+            "streamproxy_tunnels_open",
+            "Upgraded connections (WebSocket or other) relayed now.",
+            value=m.tunnels_open,
+        )
+        yield CounterMetricFamily(
+            "streamproxy_tunnels_opened",
+            "Upgraded connections opened (after the app's 101).",
+            value=m.tunnels_opened,
+        )
+        yield CounterMetricFamily(
+            "streamproxy_tunnels_closed", "Upgraded connections closed.", value=m.tunnels_closed
         )
         yield GaugeMetricFamily(
             "streamproxy_upstream_up", "1 when the app accepts connections.",
