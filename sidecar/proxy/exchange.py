@@ -341,7 +341,7 @@ class Exchange:
                 "request",
                 extra={
                     "method": self.method,
-                    "path": self.path.decode("latin-1"),
+                    "path": self.path.partition(b"?")[0].decode("latin-1"),
                     "status": self.status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "client": self.proto.client_host or "",

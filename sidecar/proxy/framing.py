@@ -35,18 +35,23 @@ class FramingError(Exception):
 
 def request_framing(lengths: list[bytes], codings: list[bytes]) -> tuple[int, int]:
     """Framing and length of a request body from its `Content-Length` and `Transfer-Encoding`
-    values. RFC 9112 §6.3: both together, or differing lengths, are refused (400, never
-    guessed: that is how requests are smuggled); a transfer coding other than `chunked` is not
-    implemented (501, RFC 9112 §6.1)."""
+    values, following RFC 9112 §6.3 in order:
+
+    - Transfer-Encoding with chunked not the final coding: 400 (rule 4, MUST);
+    - Transfer-Encoding with Content-Length: 400 (rule 3: a server MAY reject; guessing is how
+      requests are smuggled);
+    - chunked with any other coding before it: 501 (RFC 9112 §6.1, a coding not understood);
+    - differing or invalid Content-Lengths: 400 (rule 5)."""
     if codings:
+        listed = [c.strip(b" \t").lower() for value in codings for c in value.split(b",")]
+        if listed[-1] != b"chunked":
+            raise FramingError(400, "chunked_not_final")
         if lengths:
             raise FramingError(400, "content_length_with_transfer_encoding")
-        for value in codings:
-            for coding in value.split(b","):
-                if coding.strip(b" \t").lower() != b"chunked":
-                    raise FramingError(501, "transfer_coding_not_implemented")
-        if len(codings) > 1 or value.count(b",") > 0:
-            raise FramingError(400, "chunked_twice")  # §6.1: chunked at most once
+        if len(listed) > 1:
+            if listed.count(b"chunked") > 1:
+                raise FramingError(400, "chunked_twice")  # §6.1: chunked at most once
+            raise FramingError(501, "transfer_coding_not_implemented")
         return CHUNKED, -1
     if not lengths:
         return NO_BODY, 0

@@ -37,11 +37,25 @@ from sidecar.upstream.connection import UpstreamConnection
 # Raw bytes of an unfinished head past which the connection is cut off: the exact limit is
 # counted per header; this one also catches a single header line that never ends.
 _RAW_HEAD_LIMIT = MAX_HEADER_BYTES + 8 * 1024
+# How long the rest of an unread request body is read and dropped before closing.
+LINGER_SECONDS = 2.0
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _METHODS = {m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS")}
 _CONTENT_LENGTH_0 = b"content-length: 0\r\n"
 _CHUNKED_LINE = b"transfer-encoding: chunked\r\n"
 _NO_TOKENS: frozenset[bytes] = frozenset()
+
+
+def origin_form(target: bytes) -> bytes:
+    """The path and query of an absolute-form target (RFC 9112 §3.2.2: a server MUST accept
+    it), so the host it names is never connected to; other targets as they are."""
+    if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        path_start = target.find(b"/", target.index(b"//") + 2)
+        if path_start < 0:
+            query = target.find(b"?")
+            return b"/" + target[query:] if query >= 0 else b"/"
+        return target[path_start:]
+    return target
 
 
 class _Refused(Exception):
@@ -67,6 +81,8 @@ class ClientProtocol(asyncio.Protocol):
         self._refusal: _Refused | None = None  # a pipelined bad request, answered in turn
         self._stash: bytes | None = None  # bytes after an upgrade request, until its answer
         self._closing = False
+        self._linger_since: float | None = None  # closing, reading what the client still sends
+        self._client_eof = False
         self._reading_paused = False
         self._write_paused = False
         self._paused_since = 0.0
@@ -74,6 +90,11 @@ class ClientProtocol(asyncio.Protocol):
         self._last_read = 0.0
         self._in_head = True
         self._raw_head = 0
+        # An Upgrade request with a body is served as HTTP/1.1 (RFC 9110 §7.8: the server may
+        # ignore Upgrade). llhttp stops before such a body: a fresh parser, primed with a
+        # head of the same framing, reads it on.
+        self._body_after_upgrade: bytes | None = None
+        self._priming = False
 
         # Per-request parse state
         self._url = b""
@@ -107,24 +128,33 @@ class ClientProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._upgrade_requested(data[exc.args[0] :])
+            rest = data[exc.args[0] :]
+            if self._body_after_upgrade is not None:
+                self._prime(rest)
+            else:
+                self._upgrade_requested(rest)
             return
         except httptools.HttpParserCallbackError as exc:
             context = exc.__context__
             self._refuse(context if isinstance(context, _Refused) else _Refused(400, "bad_request"))
             return
         except httptools.HttpParserError:
-            if any(c.strip().lower() != b"chunked" for c in b",".join(self._codings).split(b",")):
-                self._refuse(_Refused(501, "transfer_coding_not_implemented"))  # RFC 9112 §6.1
-            else:
-                self._refuse(_Refused(400, "bad_request"))
+            self._refuse(_Refused(400, "bad_request"))
             return
         if self._in_head:
             # Bytes of an unfinished head. A head that completed in this read makes the count
             # uncertain: start again (one read is at most the transport's buffer).
             self._raw_head = 0 if completed else self._raw_head + len(data)
             if self._raw_head > _RAW_HEAD_LIMIT:
-                self._refuse(_Refused(431, "header_too_large"))
+                # Not drained: a line that never ends would be read for ever.
+                self._refuse(_Refused(431, "header_too_large"), linger=False)
+
+    def eof_received(self) -> bool | None:
+        if self._queue and self._linger_since is None:
+            # Half-closed after its request: the answer can still go out, then we close.
+            self._client_eof = True
+            return True
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
@@ -147,6 +177,8 @@ class ClientProtocol(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self._priming:
+            return
         self._in_head = True
         self._url = b""
         self._headers = []
@@ -159,12 +191,16 @@ class ClientProtocol(asyncio.Protocol):
         self._upgrade = None
 
     def on_url(self, url: bytes) -> None:
+        if self._priming:
+            return
         self._url += url
         self._section += len(url) + 12
         if self._section > MAX_HEADER_BYTES:
             raise _Refused(431, "header_too_large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._priming:
+            return
         self._section += len(name) + len(value) + 4
         if self._section > MAX_HEADER_BYTES:
             raise _Refused(431, "header_too_large")
@@ -192,6 +228,9 @@ class ClientProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._raw_head = 0
+        if self._priming:
+            self._priming = False
+            return
         parser = self.parser
         http10 = parser.get_http_version() != "1.1"
         if self._hosts > 1 or (self._hosts == 0 and not http10):
@@ -202,10 +241,14 @@ class ClientProtocol(asyncio.Protocol):
             raise _Refused(exc.status, exc.reason) from None
         raw_method: bytes = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
-        target = self._url
+        target = origin_form(self._url)
         upgrade = self._upgrade is not None and parser.should_upgrade()
+        if upgrade and kind != framing.NO_BODY:
+            upgrade = False
+            self._body_after_upgrade = (
+                b"content-length: %d\r\n" % length if kind == framing.LENGTH else _CHUNKED_LINE
+            )
         tokens = connection_tokens(self._connection) if self._connection else _NO_TOKENS
-        self.ctx.counter.incr()
 
         parts = [raw_method, b" ", target, b" HTTP/1.1\r\n"]
         for name, value in request_headers(self._headers, tokens, self.client_host):
@@ -238,6 +281,8 @@ class ClientProtocol(asyncio.Protocol):
         elif not target.startswith(b"/"):
             # Origin-form only: absolute-form or `*` could name another host.
             exchange.local = (400, "bad_request_target")
+        else:
+            self.ctx.counter.incr()  # it reaches the forwarder: counted, whatever comes of it
         if len(self._queue) == 1:
             exchange.start()
         else:
@@ -249,6 +294,8 @@ class ClientProtocol(asyncio.Protocol):
             exchange.request_body(body)
 
     def on_message_complete(self) -> None:
+        if self._body_after_upgrade is not None:
+            return  # llhttp skipped the body: the primed parser ends this message
         self._in_head = True
         exchange = self._reading
         self._reading = None
@@ -290,17 +337,23 @@ class ClientProtocol(asyncio.Protocol):
         if exchange.status == 101 and exchange.upgrade:
             return  # start_tunnel comes next
         if self._reading is exchange:
-            # Answered before its body was read (RFC 9112 §9.6): the rest is not read on.
-            exchange.close = True
-        if exchange.close or self._closing:
+            # Answered before its body was read: the rest is not read on (RFC 9112 §9.6), but
+            # drained a little while, or closing with unread bytes would reset the connection
+            # and could destroy the response before the client reads it.
+            self._linger()
+            return
+        if exchange.close or self._client_eof:
             self._close_transport()
             return
         if queue:
-            queue[0].start()
+            queue[0].start()  # pipelined: the next response, in request order (§9.3.2)
         elif self._refusal is not None:
             refusal = self._refusal
             self._refusal = None
-            self._refuse(refusal)
+            self._refuse(refusal)  # a bad request behind good ones: answered last
+            return
+        elif self._closing:
+            self._close_transport()
             return
         else:
             self._idle_since = self.loop.time()
@@ -328,7 +381,7 @@ class ClientProtocol(asyncio.Protocol):
 
     # Refusals and upgrades
 
-    def _refuse(self, refusal: _Refused) -> None:
+    def _refuse(self, refusal: _Refused, linger: bool = True) -> None:
         """Answer a request the parser or the checks refused, in turn, then close."""
         if self._reading is not None:
             # Broken mid-body: the app must see the request broken too, never ended cleanly.
@@ -340,12 +393,38 @@ class ClientProtocol(asyncio.Protocol):
             self.update_reading()
             return
         self.transport.write(error_response(refusal.status, refusal.reason, close=True))
-        self._close_transport()
+        if linger:
+            self._linger()  # the rest of what the client sent would turn our close into a reset
+        else:
+            self._close_transport()
+
+    def _prime(self, rest: bytes) -> None:
+        framing_line = self._body_after_upgrade
+        assert framing_line is not None
+        self._body_after_upgrade = None
+        self._priming = True
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.feed_data(b"POST / HTTP/1.1\r\nhost: x\r\n" + framing_line + b"\r\n")
+        if rest:
+            self.data_received(rest)
 
     def _upgrade_requested(self, rest: bytes) -> None:
         """The parser stopped after an upgrade request: what follows is the app's to decide."""
         self._stash = rest
         self.update_reading()
+
+    def _linger(self) -> None:
+        self._closing = True
+        self._linger_since = self.loop.time()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()  # after what is buffered: the response
+        self._reading_paused = False
+        transport.resume_reading()
 
     def _close_transport(self) -> None:
         self._closing = True
@@ -360,7 +439,10 @@ class ClientProtocol(asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         ctx = self.ctx
-        if self._write_paused:
+        if self._linger_since is not None:
+            if now - self._linger_since >= LINGER_SECONDS:
+                self.transport.close()
+        elif self._write_paused:
             if now - self._paused_since >= ctx.send_timeout:
                 self.abort()  # the client stopped reading: drop it, release the app
         elif not self._queue:
