@@ -443,8 +443,9 @@ def start_target(
     port = free_port()
     up = f"http://127.0.0.1:{upstream.port}"
     if name.startswith("streamproxy"):
-        # streamproxy-<client>[+<patch>...]: patches are bench/experiments.py's
-        client, *patches = (name.partition("-")[2] or "h1").split("+")
+        # streamproxy-<name>[+<patch>...]: patches are bench/experiments.py's; the name is a
+        # label (one upstream client since the aiohttp one was retired).
+        _, *patches = (name.partition("-")[2] or "h1").split("+")
         admin = free_port()
         launcher = ["-m", "sidecar"]
         if patches:
@@ -464,8 +465,6 @@ def start_target(
             up,
             "--redis-url",
             redis.url,
-            "--upstream-client",
-            client,
             "--log-level",
             "warning",
         ]

@@ -1,10 +1,10 @@
-"""The floor under any proxy built on uvicorn: streamproxy's server side with no upstream.
+"""The floor under any proxy built on uvicorn: uvicorn's httptools protocol with no upstream.
 
-The proxy port's own protocol (`ProxyHttpProtocol`, the same uvicorn options, uvloop) in front
-of an ASGI app that answers `/small` from memory with the 1 KiB body and the headers the bench's
-nginx upstream sends. What this costs per request (CPU, latency at one connection) is what
-uvicorn and the event loop take before a proxy has done any proxying; streamproxy minus this is
-what the forwarding itself costs. A reference point for the small-GET scenarios only.
+uvicorn (its httptools protocol, uvloop, no access log, no server/date headers) in front of an
+ASGI app that answers `/small` from memory with the 1 KiB body and the headers the bench's nginx
+upstream sends. What this costs per request (CPU, latency at one connection) is what uvicorn and
+the event loop take before a proxy has done any proxying. (streamproxy's proxy port no longer
+runs on uvicorn: this is now a peer, not streamproxy's own floor.) Small-GET scenarios only.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import argparse
 
 import uvicorn
 
-from sidecar.http_protocol import ProxyHttpProtocol
-from sidecar.response_cycle import CORK_KEY
-from sidecar.server import _uvicorn_config  # the proxy port's options, kept in step
-from sidecar.settings import Settings
 from sidecar.types import Receive, Scope, Send
 
 BODY = b"x" * 1024
@@ -37,7 +33,6 @@ END = {"type": "http.response.body", "body": BODY, "more_body": False}
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
-    scope[CORK_KEY] = True  # as the forwarder does for a body that is already in
     await send(START)
     await send(END)
 
@@ -46,14 +41,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    config = _uvicorn_config(
+    config = uvicorn.Config(
         app,
-        Settings(),
-        http=ProxyHttpProtocol,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        http="httptools",
         ws="none",
         host="127.0.0.1",
         port=args.port,
         loop="uvloop",
+        backlog=4096,
     )
     uvicorn.Server(config).run()
 

@@ -114,6 +114,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.receiver = receiver
         self.head_only = head_only
         self.sending = sending
+        self.keepalive_hint = None
         self.wrote = self.got_bytes = False
         self.last_data = self.loop.time()
         self.status = 0
@@ -269,6 +270,8 @@ class UpstreamConnection(asyncio.Protocol):
         if len(name) in (10, 14, 17):
             if name == b"connection":
                 self._connection.append(value)
+            elif name == b"keep-alive":
+                self.keepalive_hint = _keepalive_hint(value)
             elif name == b"content-length":
                 self._framed = True
                 self._length = int(value) if value.isdigit() else -1
@@ -276,8 +279,6 @@ class UpstreamConnection(asyncio.Protocol):
                 self._chunked = True
                 # RFC 9112 §6.3 rule 4: a final coding other than chunked runs to the close.
                 self._framed = value.lower().rstrip().endswith(b"chunked")
-        elif name == b"keep-alive":
-            self.keepalive_hint = _keepalive_hint(value)
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
