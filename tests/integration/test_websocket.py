@@ -7,6 +7,7 @@ the proxy in both directions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -199,13 +200,13 @@ def test_tunnels_are_not_limited_by_the_upstream_pool(
     """CONTRACT §2: concurrent tunnels are limited only by file descriptors. 150 sessions
     (the retired client allowed 100) through a pool of 4 connections all stay open and echo."""
     dedicated = proxy_factory(upstream.url, "--upstream-pool-size", "4")
-    sessions = [connect(ws_url(dedicated), open_timeout=TIMEOUT) for _ in range(150)]
-    try:
+    with contextlib.ExitStack() as stack:
+        sessions = [
+            stack.enter_context(connect(ws_url(dedicated), open_timeout=TIMEOUT))
+            for _ in range(150)
+        ]
         for index, ws in enumerate(sessions):
             ws.send(f"session {index}")
         for index, ws in enumerate(sessions):
             assert ws.recv(timeout=TIMEOUT) == f"session {index}"
         assert httpx.get(dedicated.url + "/echo", timeout=TIMEOUT).status_code == 200
-    finally:
-        for ws in sessions:
-            ws.close()
