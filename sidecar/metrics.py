@@ -19,7 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from sidecar.counting import Counter
+from sidecar.counter.base import Counter
 from sidecar.errors import UPSTREAM_ERROR_REASONS
 
 LATENCY_BUCKETS = (

@@ -27,7 +27,7 @@ from typing import Any
 import uvicorn
 
 from sidecar.admin import AdminState, create_admin_app, is_ready
-from sidecar.counting import make_counter
+from sidecar.counter.base import make_counter
 from sidecar.health import UpstreamHealth
 from sidecar.lifecycle import Lifecycle
 from sidecar.logs import configure_logging

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from sidecar.counting import Counter
+from sidecar.counter.base import Counter
 from sidecar.lifecycle import Lifecycle
 from sidecar.metrics import ProxyMetrics
 from sidecar.settings import Settings
