@@ -305,7 +305,9 @@ class ClientProtocol(asyncio.Protocol):
     # Called by exchanges
 
     def write(self, data: bytes) -> None:
-        self.transport.write(data)
+        transport = self.transport
+        if not transport.is_closing():  # aborted a moment ago: connection_lost is on its way
+            transport.write(data)
 
     def abort(self) -> None:
         """Reset the connection: how a response whose upstream failed mid-body ends."""
@@ -342,7 +344,7 @@ class ClientProtocol(asyncio.Protocol):
             # and could destroy the response before the client reads it.
             self._linger()
             return
-        if exchange.close or self._client_eof:
+        if exchange.close or self._client_eof or self.ctx.shutting_down:
             self._close_transport()
             return
         if queue:

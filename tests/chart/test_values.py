@@ -63,7 +63,7 @@ def test_every_setting_is_a_chart_value_of_the_same_name(field: str) -> None:
 def test_schema_enums_match_settings() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     proxy = schema["properties"]["proxy"]["properties"]
-    for field, key in (("log_level", "logLevel"), ("upstream_client", "upstreamClient")):
+    for field, key in (("log_level", "logLevel"),):
         annotation = Settings.model_fields[field].annotation
         assert proxy[key]["enum"] == list(get_args(annotation)), field
 
