@@ -9,7 +9,7 @@ K8S_CHART := charts/streamproxy
 K8S_MANIFESTS_RELEASE := streamproxy
 K8S_MANIFESTS_NAMESPACE := streamproxy
 
-.PHONY: tools manifests chart-test e2e
+.PHONY: tools manifests chart-test e2e kind-cluster kind-images kind-delete
 
 ## tools: install helm and kubectl into .tools/bin (idempotent)
 tools:
@@ -33,6 +33,18 @@ manifests: $(K8S_HELM)
 chart-test: tools
 	$(K8S_PYTHON) -m pytest tests/chart tests/inject -q
 
-## e2e: the kind end-to-end suite (needs kind and docker; E2E_KEEP_CLUSTER=1 keeps the cluster)
-e2e: tools
-	$(K8S_PYTHON) -m pytest -m e2e tests/e2e -v
+## e2e: the kind end-to-end suite on a real cluster (E2E_KEEP_CLUSTER=1 keeps it, E2E_NODE_IMAGE=...)
+e2e: install tools
+	scripts/e2e.sh
+
+## kind-cluster: create the kind cluster of kind-config.yaml (node image pulled, or built here)
+kind-cluster: tools
+	scripts/e2e-cluster.sh create
+
+## kind-images: build streamproxy:dev (+ the chart's Redis) and load them into the kind cluster
+kind-images:
+	scripts/e2e-images.sh
+
+## kind-delete: delete the kind cluster
+kind-delete:
+	scripts/e2e-cluster.sh delete

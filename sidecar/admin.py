@@ -1,4 +1,4 @@
-"""The admin port: /status, /livez, /readyz, /metrics and POST /quitquitquit.
+"""The admin port: /status, /livez, /readyz, /metrics, /logging and POST /quitquitquit.
 
 Starlette is fine here: probes and scrapes are rare, and none of this is on the proxy path.
 Readiness comes from cached state (the background upstream check and the draining flag), so a
@@ -8,6 +8,7 @@ probe never causes a request to the app. Redis never decides readiness.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +22,9 @@ from sidecar import __version__
 from sidecar.counter.base import Counter
 from sidecar.health import UpstreamHealth
 from sidecar.lifecycle import Lifecycle
+from sidecar.logs import LEVELS, current_level, set_level
+
+logger = logging.getLogger("streamproxy.admin")
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -95,8 +99,27 @@ def create_admin_app(state: AdminState) -> Starlette:
         state.lifecycle.begin_shutdown("quitquitquit")
         return PlainTextResponse("shutting down\n")
 
+    async def get_logging(request: Request) -> Response:
+        return JSONResponse({"level": current_level(), "levels": list(LEVELS)})
+
+    async def post_logging(request: Request) -> Response:
+        # Like Envoy's /logging and Linkerd's /proxy-log-level: debug logs can carry request
+        # details, so only someone on the pod (kubectl exec, port-forward) may turn them on.
+        client = request.client.host if request.client else None
+        if not _is_loopback(client):
+            return PlainTextResponse("forbidden: loopback only\n", status_code=403)
+        level = request.query_params.get("level", "")
+        try:
+            previous = set_level(level)
+        except ValueError as exc:
+            return JSONResponse({"error": f"level: {exc}"}, status_code=400)
+        logger.warning("log level changed", extra={"level": current_level(), "previous": previous})
+        return JSONResponse({"level": current_level(), "previous": previous})
+
     return Starlette(
         routes=[
+            Route("/logging", get_logging, methods=["GET"]),
+            Route("/logging", post_logging, methods=["POST"]),
             Route("/status", status, methods=["GET"]),
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),

@@ -36,6 +36,10 @@ def env_name(field: str) -> str:
     return "STREAMPROXY_" + field.upper()
 
 
+# Metavars where the field name's last word would mislead (`--max-in-flight FLIGHT`).
+METAVARS = {"max_in_flight": "N", "max_request_body": "BYTES", "trusted_proxies": "CIDRS"}
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for name, info in Settings.model_fields.items():
         default = info.default
@@ -59,7 +63,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             flag_name(name),
             dest=name,
-            metavar=name.split("_")[-1].upper(),
+            metavar=METAVARS.get(name, name.split("_")[-1].upper()),
             default=argparse.SUPPRESS,
             choices=choices,
             help=help_text,

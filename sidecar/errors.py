@@ -80,12 +80,17 @@ UPSTREAM_ERROR_REASONS = tuple(
 _REASON_PHRASES = {
     400: b"Bad Request",
     405: b"Method Not Allowed",
+    413: b"Content Too Large",
     431: b"Request Header Fields Too Large",
     501: b"Not Implemented",
     502: b"Bad Gateway",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
 }
+
+
+# Header lines some refusals carry: a shed request may be retried in a second (in_flight.py).
+_EXTRA_HEADERS = {"overloaded": b"retry-after: 1\r\n"}
 
 
 def error_response(status: int, reason: str, close: bool) -> bytes:
@@ -99,6 +104,7 @@ def error_response(status: int, reason: str, close: bool) -> bytes:
             b"content-type: text/plain; charset=utf-8\r\n",
             b"content-length: %d\r\n" % len(body),
             b"x-streamproxy-error: %b\r\n" % reason.encode(),
+            _EXTRA_HEADERS.get(reason, b""),
             b"connection: close\r\n\r\n" if close else b"\r\n",
             body,
         )

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from sidecar.cli import EXIT_CONFIG_ERROR, describe_validation_error, flag_name
+from sidecar.cli import EXIT_CONFIG_ERROR, METAVARS, describe_validation_error, flag_name
 from sidecar.k8s_sidecar import (
     DEFAULT_IMAGE,
     DEFAULT_RESOURCES,
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         if info.annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["metavar"] = name.split("_")[-1].upper()
+            kwargs["metavar"] = METAVARS.get(name, name.split("_")[-1].upper())
         default = K8S_DEFAULTS.get(name, info.default)
         shown = "unset" if default is None else default
         parser.add_argument(flag_name(name), help=f"{info.description} [{shown}]", **kwargs)

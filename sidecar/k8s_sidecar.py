@@ -132,7 +132,7 @@ def env_table() -> list[dict[str, Any]]:
             row["from"] = SPECIAL_SOURCES[name]
         else:
             row["value"] = chart_value(name)
-            if info.annotation is int:
+            if info.annotation in (int, int | None):
                 row["int"] = True  # Helm holds values-file numbers as float64
         rows.append(row)
     return rows

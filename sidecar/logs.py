@@ -20,6 +20,11 @@ _IGNORED_ATTRS = frozenset(
 )
 
 
+# Loggers `POST /logging` changes: ours, not uvicorn's or the libraries'.
+STREAMPROXY_LOGGER = "streamproxy"
+LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -42,6 +47,8 @@ def configure_logging(level: str, access_log: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Follows the root level until `POST /logging` sets its own.
+    logging.getLogger(STREAMPROXY_LOGGER).setLevel(logging.NOTSET)
     # uvicorn's own loggers bring their own handlers and formats; route them through ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uv_logger = logging.getLogger(name)
@@ -51,3 +58,23 @@ def configure_logging(level: str, access_log: bool) -> None:
     access = logging.getLogger("streamproxy.access")
     access.disabled = not access_log
     access.setLevel(logging.INFO)
+
+
+def current_level() -> str:
+    """The level of streamproxy's own loggers, e.g. `"info"`."""
+    level = logging.getLogger(STREAMPROXY_LOGGER).getEffectiveLevel()
+    return logging.getLevelName(level).lower()
+
+
+def set_level(level: str) -> str:
+    """Set the level of streamproxy's loggers at runtime; return the previous one.
+
+    The access log is not affected: `--access-log` alone switches it. Raise ValueError for a
+    level outside `LEVELS`.
+    """
+    name = level.lower()
+    if name not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}")
+    previous = current_level()
+    logging.getLogger(STREAMPROXY_LOGGER).setLevel(name.upper())
+    return previous

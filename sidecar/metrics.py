@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -19,8 +20,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from sidecar.body_limit import BodyLimit
 from sidecar.counter.base import Counter
 from sidecar.errors import UPSTREAM_ERROR_REASONS
+from sidecar.in_flight import InFlightLimit
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -47,6 +50,14 @@ class ProxyMetrics:
         self.tunnels_open = 0
         self.tunnels_opened = 0
         self.tunnels_closed = 0
+        # Guard rails and app timing (docs/guardrails.md), fed by the proxy-port protocol:
+        # `observe_upstream(seconds)` when the app's response head arrives; `in_flight_limit`,
+        # `body_limit` and `pool` are attached once at startup and read only at scrape time.
+        self.upstream_latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.upstream_latency_sum = 0.0
+        self.in_flight_limit: InFlightLimit | None = None
+        self.body_limit: BodyLimit | None = None
+        self.pool: PoolStats | None = None
 
     def observe(self, method: str, status: int, seconds: float) -> None:
         if method not in KNOWN_METHODS:
@@ -59,6 +70,76 @@ class ProxyMetrics:
 
     def upstream_error(self, reason: str) -> None:
         self.upstream_errors[reason] = self.upstream_errors.get(reason, 0) + 1
+
+    def observe_upstream(self, seconds: float) -> None:
+        """Time from the request's head sent to the app to the app's response head."""
+        self.upstream_latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.upstream_latency_sum += seconds
+
+
+class PoolStats(Protocol):
+    """What the upstream pool shows /metrics (read at scrape time only)."""
+
+    @property
+    def idle_connections(self) -> int: ...  # open, kept for reuse
+
+    @property
+    def busy_connections(self) -> int: ...  # carrying a request now
+
+    @property
+    def slot_waits(self) -> int: ...  # acquisitions that waited for a free slot (a total)
+
+
+def _histogram(counts: list[int]) -> list[tuple[str, float]]:
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0
+    for bound, count in zip(LATENCY_BUCKETS, counts, strict=False):
+        cumulative += count
+        buckets.append((repr(bound), cumulative))
+    buckets.append(("+Inf", cumulative + counts[-1]))
+    return buckets
+
+
+def guardrail_families(m: ProxyMetrics) -> Iterator[Metric]:
+    """The metrics of docs/guardrails.md; the in-flight gauge comes from the limit when set."""
+    yield HistogramMetricFamily(
+        "streamproxy_upstream_duration_seconds",
+        "Time from the request sent to the app to the app's response head.",
+        buckets=_histogram(m.upstream_latency_counts),
+        sum_value=m.upstream_latency_sum,
+    )
+    limit = m.in_flight_limit
+    yield CounterMetricFamily(
+        "streamproxy_requests_shed",
+        "Requests refused with 503 overloaded past --max-in-flight.",
+        value=limit.shed if limit else 0,
+    )
+    yield GaugeMetricFamily(
+        "streamproxy_max_in_flight",
+        "The --max-in-flight limit (0 = unlimited).",
+        value=limit.limit if limit else 0,
+    )
+    yield CounterMetricFamily(
+        "streamproxy_requests_too_large",
+        "Requests refused with 413 past --max-request-body.",
+        value=m.body_limit.refused if m.body_limit else 0,
+    )
+    if m.pool is not None:
+        yield GaugeMetricFamily(
+            "streamproxy_upstream_pool_idle_connections",
+            "Open connections to the app kept for reuse.",
+            value=m.pool.idle_connections,
+        )
+        yield GaugeMetricFamily(
+            "streamproxy_upstream_pool_busy_connections",
+            "Connections to the app carrying a request now.",
+            value=m.pool.busy_connections,
+        )
+        yield CounterMetricFamily(
+            "streamproxy_upstream_pool_waits",
+            "Requests that waited for a free connection slot (--upstream-pool-size).",
+            value=m.pool.slot_waits,
+        )
 
 
 class _Collector(Collector):
@@ -116,9 +197,11 @@ class _Collector(Collector):
         for reason, value in sorted(m.upstream_errors.items()):
             errors.add_metric((reason,), value)
         yield errors
+        in_flight = m.in_flight_limit.in_flight if m.in_flight_limit else m.in_flight
         yield GaugeMetricFamily(
-            "streamproxy_in_flight_requests", "Requests being forwarded now.", value=m.in_flight
+            "streamproxy_in_flight_requests", "Requests being forwarded now.", value=in_flight
         )
+        yield from guardrail_families(m)
         yield GaugeMetricFamily(
             "streamproxy_tunnels_open",
             "Upgraded connections (WebSocket or other) relayed now.",

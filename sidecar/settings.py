@@ -14,6 +14,8 @@ from urllib.parse import SplitResult, urlsplit
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sidecar.trusted_peers import DEFAULT_TRUSTED_PROXIES, normalise_trusted_proxies
+
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(ge=0)]
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -126,6 +128,46 @@ class Settings(BaseSettings):
     # Logging
     log_level: LogLevel = Field("info", description="Log level; logs are JSON lines on stderr.")
     access_log: bool = Field(False, description="Log one JSON line per proxied request.")
+
+    # Guard rails (docs/guardrails.md)
+    request_id: bool = Field(
+        True,
+        description="Give every request to the app an X-Request-Id: the client's when sane, "
+        "else a new one.",
+    )
+    request_id_response: bool = Field(False, description="Also return X-Request-Id to the client.")
+    trusted_proxies: str = Field(
+        DEFAULT_TRUSTED_PROXIES,
+        description="Comma-separated CIDRs whose X-Forwarded-Proto/-Host are kept "
+        "(none = trust no peer).",
+    )
+    max_in_flight: Annotated[int, Field(ge=0)] = Field(
+        0, description="Past this many concurrent proxied requests answer 503 (0 = unlimited)."
+    )
+    max_request_body: int | None = Field(
+        None, ge=0, description="Max request body bytes, else 413 (unset = unlimited)."
+    )
+    upstream_health_path: str | None = Field(
+        None,
+        description="Readiness: GET this path on the app, any status below 500 "
+        "(unset = a TCP connect).",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        return normalise_trusted_proxies(value)
+
+    @field_validator("upstream_health_path")
+    @classmethod
+    def _check_upstream_health_path(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith("/") or not all("!" <= char <= "~" for char in value):
+            raise ValueError("must be a path starting with / (printable ASCII, no spaces)")
+        if "#" in value:
+            raise ValueError("must not carry a #fragment")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -31,6 +31,12 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"serviceMonitor": {"interval": "often"}}, "/serviceMonitor/interval"),
     ({"strategy": {"type": "BlueGreen"}}, "/strategy/type"),
     ({"typoAtTheTop": True}, "typoAtTheTop"),
+    ({"proxy": {"maxInFlight": -1}}, "/proxy/maxInFlight"),
+    ({"proxy": {"maxRequestBody": "10Mi"}}, "/proxy/maxRequestBody"),
+    ({"proxy": {"upstreamHealthPath": "healthz"}}, "/proxy/upstreamHealthPath"),
+    ({"proxy": {"upstreamHealthPath": "/a b"}}, "/proxy/upstreamHealthPath"),
+    ({"proxy": {"trustedProxies": "everyone"}}, "/proxy/trustedProxies"),
+    ({"proxy": {"requestId": "yes"}}, "/proxy/requestId"),
 ]
 
 
@@ -62,6 +68,9 @@ def test_schema_closes_every_object() -> None:
         {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%", "maxUnavailable": None}},
         {"strategy": {"type": "Recreate"}},
         {"proxy": {"adminHost": None, "logLevel": "warning"}},
+        {"proxy": {"maxInFlight": 100, "maxRequestBody": 1048576, "upstreamHealthPath": "/ready"}},
+        {"proxy": {"trustedProxies": "none", "requestId": False, "requestIdResponse": True}},
+        {"proxy": {"trustedProxies": "10.0.0.0/8, fd00::/8"}},
     ],
 )
 def test_schema_accepts(values: dict[str, Any]) -> None:

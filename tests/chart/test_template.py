@@ -173,6 +173,12 @@ def test_env_every_proxy_value() -> None:
             "shutdownTimeout": 10,
             "logLevel": "debug",
             "accessLog": True,
+            "requestId": False,
+            "requestIdResponse": True,
+            "trustedProxies": "none",
+            "maxInFlight": 250,
+            "maxRequestBody": 10485760,
+            "upstreamHealthPath": "/healthz",
         },
         "redis": {
             "url": "rediss://r:6380",
@@ -213,6 +219,13 @@ def test_env_every_proxy_value() -> None:
         "STREAMPROXY_SHUTDOWN_TIMEOUT": "10",
         "STREAMPROXY_LOG_LEVEL": "debug",
         "STREAMPROXY_ACCESS_LOG": "true",
+        "STREAMPROXY_REQUEST_ID": "false",
+        "STREAMPROXY_REQUEST_ID_RESPONSE": "true",
+        "STREAMPROXY_TRUSTED_PROXIES": "none",
+        "STREAMPROXY_MAX_IN_FLIGHT": "250",
+        # A large integer stays an integer (Helm holds it as float64: 1.048576e+07).
+        "STREAMPROXY_MAX_REQUEST_BODY": "10485760",
+        "STREAMPROXY_UPSTREAM_HEALTH_PATH": "/healthz",
     }
 
 
@@ -271,7 +284,22 @@ def test_demo_echo_app_from_own_image_on_loopback() -> None:
     assert app["image"] == "streamproxy:0.1.0"
     assert app["args"] == ["echo-app", "--host", "127.0.0.1", "--port", "8080"]
     assert_restricted(app["securityContext"])
-    assert app["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    # Kubernetes >= 1.30: the kubelet's own sleep (the app image needs no `sleep` binary).
+    assert app["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+
+
+@pytest.mark.parametrize(("kube_version", "sleep_action"), [("1.29.0", False), ("1.30.0", True)])
+def test_pre_stop_sleep_action_where_the_cluster_has_it(
+    kube_version: str, sleep_action: bool
+) -> None:
+    """lifecycle.preStop.sleep (PodLifecycleSleepAction, beta and on by default in 1.30) where
+    the cluster has it; `exec sleep` before, which distroless apps cannot run."""
+    spec = workload_pod_spec(render(kube_version=kube_version))
+    hook = spec["containers"][0]["lifecycle"]["preStop"]
+    if sleep_action:
+        assert hook == {"sleep": {"seconds": 5}}
+    else:
+        assert hook == {"exec": {"command": ["sleep", "5"]}}
 
 
 def test_custom_app() -> None:
@@ -428,6 +456,8 @@ def test_in_chart_redis() -> None:
 def test_helm_test_pod_uses_streamproxy_check() -> None:
     pod = find(render(), "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    # Not hook-succeeded: `helm test --logs` reads the pod after it succeeds (helm#9098).
+    assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation"
     service, status = pod["spec"]["containers"]
     for container in (service, status):
         assert container["image"] == "streamproxy:0.1.0"

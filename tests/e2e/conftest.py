@@ -13,14 +13,8 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.e2e.kube import CLUSTER, IMAGE_REPOSITORY, IMAGE_TAG, ROOT, Kube, run, tool
-
-REDIS_IMAGE_VALUES = yaml.safe_load((ROOT / "charts/streamproxy/values.yaml").read_text())
-CHART_APP_VERSION = yaml.safe_load((ROOT / "charts/streamproxy/Chart.yaml").read_text())[
-    "appVersion"
-]
 
 
 def keep_cluster(config: pytest.Config) -> bool:
@@ -28,11 +22,20 @@ def keep_cluster(config: pytest.Config) -> bool:
     return option or os.environ.get("E2E_KEEP_CLUSTER", "") not in ("", "0")
 
 
+def require_e2e() -> bool:
+    """STREAMPROXY_REQUIRE_E2E=1 (CI): a skipped kind test is a failure, not a pass."""
+    return os.environ.get("STREAMPROXY_REQUIRE_E2E", "") not in ("", "0")
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if report.skipped and require_e2e() and item.get_closest_marker("e2e"):
+        # CI: a kind test that cannot run is a red run, with the reason it gave.
+        report.outcome = "failed"
+        report.longrepr = f"STREAMPROXY_REQUIRE_E2E=1 but the test skipped: {report.longrepr}"
     setattr(item, f"rep_{report.when}", report)
     return report
 
@@ -41,50 +44,30 @@ def pytest_runtest_makereport(
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """The kind cluster from kind-config.yaml; yields a kubeconfig path."""
+    """The suite's kind cluster (scripts/e2e-cluster.sh: the pinned kindest/node image where it
+    can be had, else the node image built here); yields a kubeconfig path."""
     kind = tool("kind")
     assert kind is not None
     keep = keep_cluster(request.config)
     try:
         if CLUSTER not in run([kind, "get", "clusters"]).stdout.split():
-            run(
-                [
-                    kind,
-                    "create",
-                    "cluster",
-                    "--config",
-                    str(ROOT / "kind-config.yaml"),
-                    "--wait",
-                    "180s",
-                ],
-                timeout=900,
-            )
+            run([str(ROOT / "scripts" / "e2e-cluster.sh"), "create"], timeout=5400)
         kubeconfig = tmp_path_factory.mktemp("kind") / "kubeconfig"
         kubeconfig.write_text(run([kind, "get", "kubeconfig", "--name", CLUSTER]).stdout)
         yield str(kubeconfig)
     finally:
         if not keep:
-            run([kind, "delete", "cluster", "--name", CLUSTER], check=False, timeout=300)
+            run([str(ROOT / "scripts" / "e2e-cluster.sh"), "delete"], check=False, timeout=300)
 
 
 @pytest.fixture(scope="session")
 def image(cluster: str) -> str:
-    """Build the image (tagged e2e and the chart's appVersion, for manifests/) and load it."""
-    docker, kind = tool("docker"), tool("kind")
-    assert docker is not None and kind is not None
-    tags = [f"{IMAGE_REPOSITORY}:{IMAGE_TAG}", f"{IMAGE_REPOSITORY}:{CHART_APP_VERSION}"]
-    build = [docker, "build", str(ROOT)]
-    for tag in tags:
-        build += ["-t", tag]
-    run(build, env={"DOCKER_BUILDKIT": "1"}, timeout=1200)
-    run([kind, "load", "docker-image", *tags, "--name", CLUSTER], timeout=600)
-    # Preload the in-chart Redis too when the host can get it; else the nodes pull it.
-    redis = REDIS_IMAGE_VALUES["redis"]["server"]["image"]
-    redis_image = f"{redis['repository']}:{redis['tag']}"
-    if run([docker, "image", "inspect", redis_image], check=False).returncode != 0:
-        run([docker, "pull", redis_image], check=False, timeout=600)
-    run([kind, "load", "docker-image", redis_image, "--name", CLUSTER], check=False, timeout=600)
-    return tags[0]
+    """Every image the suite runs, built here and loaded into the nodes, never pulled by them:
+    streamproxy (tags e2e, dev for the README's steps, the appVersion for manifests/) and the
+    chart's Redis (scripts/e2e-images.sh)."""
+    if os.environ.get("E2E_IMAGES_LOADED", "") in ("", "0"):  # scripts/e2e.sh loaded them
+        run([str(ROOT / "scripts" / "e2e-images.sh")], timeout=2400)
+    return f"{IMAGE_REPOSITORY}:{IMAGE_TAG}"
 
 
 @pytest.fixture

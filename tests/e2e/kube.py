@@ -105,6 +105,35 @@ class Kube:
             if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
         )
 
+    def ready_endpoints(self, service: str) -> set[str]:
+        """Pods the Service sends new connections to: its EndpointSlices' ready endpoints."""
+        slices = self.json("endpointslices", "-l", f"kubernetes.io/service-name={service}")
+        return {
+            endpoint["targetRef"]["name"]
+            for item in slices["items"]
+            for endpoint in item.get("endpoints") or []
+            if endpoint.get("conditions", {}).get("ready") and endpoint.get("targetRef")
+        }
+
+    def redis_get(self, deployment: str, key: str) -> int:
+        """The shared count, read with redis-cli inside the in-chart Redis (0 when unset)."""
+        out = self.kubectl(
+            "exec", f"deployment/{deployment}", "--", "redis-cli", "GET", key, timeout=60
+        ).stdout.strip()
+        return int(out) if out else 0
+
+    def node_port_taken(self, port: int) -> list[str]:
+        """Services anywhere in the cluster holding node port PORT (a lingering namespace's)."""
+        services = json.loads(
+            self.kubectl("get", "services", "--all-namespaces", "-o", "json").stdout
+        )
+        return [
+            f"{svc['metadata']['namespace']}/{svc['metadata']['name']}"
+            for svc in services["items"]
+            for p in svc["spec"].get("ports", [])
+            if p.get("nodePort") == port
+        ]
+
     def dump_diagnostics(self) -> str:
         """Events, describe output and logs of every pod: what a failed test leaves behind."""
         parts = []
@@ -187,6 +216,12 @@ def http_get(url: str, timeout: float = 5.0) -> Response:
     except urllib.error.HTTPError as exc:
         with exc:
             return Response(exc.code, exc.read())
+
+
+def http_ok(url: str, timeout: float = 5.0) -> Response | None:
+    """A GET that counts as success only with a 200: a 502/503 from a proxy is not "up"."""
+    response = http_get(url, timeout=timeout)
+    return response if response.status == 200 else None
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 1.0, what: str = "") -> Any:

@@ -104,6 +104,31 @@ def test_options_reach_the_container() -> None:
     assert sidecar["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}}
 
 
+def test_guard_rail_options_reach_the_container() -> None:
+    result = run_inject(
+        "--no-request-id",
+        "--trusted-proxies",
+        "none",
+        "--max-in-flight",
+        "64",
+        "--max-request-body",
+        "10485760",
+        "--upstream-health-path",
+        "/healthz",
+        "-",
+        stdin=POD.format(name="p"),
+    )
+    assert result.code == 0, result.stderr
+    sidecar = yaml.safe_load(result.stdout)["spec"]["initContainers"][0]
+    env = {v["name"]: v.get("value") for v in sidecar["env"]}
+    assert env["STREAMPROXY_REQUEST_ID"] == "false"
+    assert env["STREAMPROXY_REQUEST_ID_RESPONSE"] == "false"
+    assert env["STREAMPROXY_TRUSTED_PROXIES"] == "none"
+    assert env["STREAMPROXY_MAX_IN_FLIGHT"] == "64"
+    assert env["STREAMPROXY_MAX_REQUEST_BODY"] == "10485760"
+    assert env["STREAMPROXY_UPSTREAM_HEALTH_PATH"] == "/healthz"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -116,6 +141,10 @@ def test_options_reach_the_container() -> None:
         (["--redis-pass", "s3cret"], "unrecognized arguments"),
         (["--redis-password-secret", "nokey"], "NAME:KEY"),
         (["--bogus"], "unrecognized arguments"),
+        (["--max-in-flight", "-1"], "--max-in-flight (STREAMPROXY_MAX_IN_FLIGHT)"),
+        (["--max-request-body", "10MB"], "--max-request-body"),
+        (["--trusted-proxies", "10.0.0.1/8"], "--trusted-proxies"),
+        (["--upstream-health-path", "healthz"], "--upstream-health-path"),
     ],
 )
 def test_bad_options_exit_2(argv: list[str], message: str) -> None:

@@ -99,3 +99,80 @@ def test_proxy_and_admin_ports_must_differ() -> None:
     with pytest.raises(ConfigError) as error:
         settings_from(["--port", "15000", "--admin-port", "15000"])
     assert "--admin-port" in str(error.value)
+
+
+# Guard rails (docs/guardrails.md)
+
+
+def test_guard_rail_defaults() -> None:
+    settings = Settings()
+    assert settings.request_id is True  # like Envoy: every request to the app gets an ID
+    assert settings.request_id_response is False
+    assert settings.trusted_proxies == (
+        "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    )
+    assert settings.max_in_flight == 0
+    assert settings.max_request_body is None
+    assert settings.upstream_health_path is None
+
+
+def test_guard_rail_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMPROXY_REQUEST_ID_RESPONSE", "true")
+    monkeypatch.setenv("STREAMPROXY_MAX_REQUEST_BODY", "1048576")
+    monkeypatch.setenv("STREAMPROXY_TRUSTED_PROXIES", "none")
+    settings = settings_from(
+        [
+            "--no-request-id",
+            "--max-in-flight",
+            "100",
+            "--upstream-health-path",
+            "/healthz?deep=1",
+            "--trusted-proxies",
+            "10.42.0.0/16, fd00::/8",
+        ]
+    )
+    assert settings.request_id is False
+    assert settings.request_id_response is True
+    assert settings.max_in_flight == 100
+    assert settings.max_request_body == 1048576
+    assert settings.upstream_health_path == "/healthz?deep=1"
+    assert settings.trusted_proxies == "10.42.0.0/16,fd00::/8"  # the flag wins, normalised
+
+
+def test_empty_health_path_means_unset() -> None:
+    assert Settings(upstream_health_path="").upstream_health_path is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--max-in-flight", "-1"], "--max-in-flight"),
+        (["--max-in-flight", "many"], "--max-in-flight"),
+        (["--max-request-body", "-5"], "--max-request-body"),
+        (["--max-request-body", "10MB"], "--max-request-body"),
+        (["--trusted-proxies", "10.0.0.1/8"], "--trusted-proxies"),
+        (["--trusted-proxies", "everyone"], "--trusted-proxies"),
+        (["--trusted-proxies", ""], "--trusted-proxies"),
+        (["--upstream-health-path", "healthz"], "--upstream-health-path"),
+        (["--upstream-health-path", "/a b"], "--upstream-health-path"),
+        (["--upstream-health-path", "/a#frag"], "--upstream-health-path"),
+        (["--upstream-health-path", "/caf\u00e9"], "--upstream-health-path"),
+    ],
+)
+def test_invalid_guard_rail_values_name_the_option(argv: list[str], option: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        settings_from(argv)
+    assert option in str(error.value)
+
+
+def test_invalid_guard_rail_value_exits_2_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "run", "--trusted-proxies", "10.0.0.0/33"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--trusted-proxies (STREAMPROXY_TRUSTED_PROXIES)" in result.stderr
+    assert "10.0.0.0/33" in result.stderr
