@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -432,6 +433,10 @@ class Target:
     results: dict[str, Any] = field(default_factory=dict)
 
 
+# `--extra-args`: streamproxy flags added to every streamproxy target (e.g. --access-log).
+STREAMPROXY_EXTRA_ARGS: list[str] = []
+
+
 def start_target(
     name: str, procs: Processes, upstream: Upstream, redis: Redis, wrap: list[str] | None = None
 ) -> tuple[Target, float]:
@@ -467,6 +472,7 @@ def start_target(
             redis.url,
             "--log-level",
             "warning",
+            *STREAMPROXY_EXTRA_ARGS,
         ]
         ready = f"http://127.0.0.1:{admin}/readyz"
         counts = True
@@ -833,7 +839,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-mib", type=int, help="size of the big download/upload")
     parser.add_argument("--no-nginx", action="store_true", help="use the Python upstream")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--extra-args",
+        default="",
+        help="streamproxy flags for every streamproxy target, e.g. '--no-request-id'",
+    )
     args = parser.parse_args(argv)
+    STREAMPROXY_EXTRA_ARGS[:] = shlex.split(args.extra_args)
 
     plan = QUICK if args.quick else FULL
     plan = Plan(**{**plan.__dict__})

@@ -93,9 +93,9 @@ _REASON_PHRASES = {
 _EXTRA_HEADERS = {"overloaded": b"retry-after: 1\r\n"}
 
 
-def error_response(status: int, reason: str, close: bool) -> bytes:
+def error_response(status: int, reason: str, close: bool, extra: bytes = b"") -> bytes:
     """A whole response the proxy makes itself, ready to write. `X-Streamproxy-Error` tells it
-    apart from an answer of the app."""
+    apart from an answer of the app; `extra` is header lines to add (`name: value\\r\\n`)."""
     body = f"streamproxy: {reason.replace('_', ' ')}\n".encode()
     phrase = _REASON_PHRASES.get(status, b"Error")
     return b"".join(
@@ -105,6 +105,7 @@ def error_response(status: int, reason: str, close: bool) -> bytes:
             b"content-length: %d\r\n" % len(body),
             b"x-streamproxy-error: %b\r\n" % reason.encode(),
             _EXTRA_HEADERS.get(reason, b""),
+            extra,
             b"connection: close\r\n\r\n" if close else b"\r\n",
             body,
         )

@@ -5,17 +5,14 @@ straight away: nothing is queued, so an overloaded app sheds load instead of gro
 whose every request will time out anyway. A limit of 0 (the default) admits everything but
 still counts, so the in-flight gauge is the same number whichever way it is configured.
 
-How the protocol calls it (one `InFlightLimit` per process, made from `settings.max_in_flight`):
+Where the proxy port calls it (one `InFlightLimit` per process, `ProxyContext.in_flight`):
 
-    # on_headers_complete, after the request was counted (a shed request still counts) and
-    # before anything is sent to the app:
-    if not in_flight.try_acquire():
-        status, headers, body = overloaded_response()
-        ... write it, keep the connection (the request body, if any, is read and dropped) ...
-        return
-    # exactly once when the exchange ends, on every path (response done, upstream error,
-    # client gone); for an upgrade, when the tunnel closes: tunnels count while they last.
-    in_flight.release()
+- `Exchange.start` (sidecar/proxy/exchange.py), after the request was counted (a shed request
+  still counts) and before anything is sent to the app: `try_acquire()`, else the request is
+  answered `overloaded_response()` and the connection closes;
+- `Exchange._finish`, exactly once on every path (response done, upstream error, client gone,
+  body too large): `release()`; after a `101` the slot passes to the tunnel, and
+  `Tunnel._closed` (sidecar/proxy/tunnel.py) releases it: tunnels count while they last.
 
 `try_acquire`/`release` are a compare and an integer add: no lock, one event loop.
 """

@@ -26,8 +26,10 @@ from typing import Any
 
 import uvicorn
 
+from sidecar.access_log import ACCESS_LOG
 from sidecar.admin import AdminState, create_admin_app, is_ready
 from sidecar.counter.base import make_counter
+from sidecar.guardrails import Guardrails
 from sidecar.health import UpstreamHealth
 from sidecar.lifecycle import Lifecycle
 from sidecar.logs import configure_logging
@@ -102,7 +104,10 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
     counter = make_counter(settings)
     health = UpstreamHealth(settings)
     pool = Pool(settings, loop)
-    ctx = ProxyContext(settings, loop, pool, counter, metrics, lifecycle)
+    metrics.pool = pool
+    # Logging is configured (run()): whether the access log is on is read here, once.
+    guards = Guardrails.from_settings(settings, metrics, ACCESS_LOG)
+    ctx = ProxyContext(settings, loop, pool, counter, metrics, lifecycle, guards)
 
     registry = make_registry(
         metrics, counter, lambda: health.up, lambda: is_ready(health, lifecycle)
@@ -151,6 +156,7 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
 
     proxy.close()
     await ctx.shut_down(settings.shutdown_timeout)
+    ACCESS_LOG.flush()
     await pool.aclose()
     await health.stop()
     await counter.close()

@@ -1,5 +1,6 @@
 """What every connection of the proxy port shares: the pool, the counter, metrics, the
-lifecycle, the timeouts, and the set of live connections the watchdog and shutdown walk."""
+lifecycle, the timeouts, the guard rails (sidecar.guardrails), and the set of live connections
+the watchdog and shutdown walk."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import asyncio
 import logging
 from typing import Protocol
 
+from sidecar.access_log import ACCESS_LOG
 from sidecar.counter.base import Counter
+from sidecar.guardrails import Guardrails
 from sidecar.lifecycle import Lifecycle
 from sidecar.metrics import ProxyMetrics
 from sidecar.settings import Settings
 from sidecar.upstream.pool import Pool
-
-access_logger = logging.getLogger("streamproxy.access")
 
 
 class Live(Protocol):
@@ -39,6 +40,7 @@ class ProxyContext:
         counter: Counter,
         metrics: ProxyMetrics,
         lifecycle: Lifecycle,
+        guards: Guardrails | None = None,
     ) -> None:
         self.loop = loop
         self.pool = pool
@@ -48,9 +50,18 @@ class ProxyContext:
         self.keepalive_timeout = settings.keepalive_timeout
         self.send_timeout = settings.send_timeout
         self.read_timeout = settings.read_timeout
-        # Read once: logging is configured before the proxy starts and never changes after,
-        # and asking the logger costs a call and a cache lookup on every request.
-        self.access_log = not access_logger.disabled and access_logger.isEnabledFor(logging.INFO)
+        # Guard rails (docs/guardrails.md), flattened: one attribute read on the request path.
+        # Each is decided once here; a feature that is off is None (or False) and costs a test.
+        if guards is None:
+            guards = Guardrails.from_settings(settings, metrics, ACCESS_LOG)
+        self.guards = guards
+        self.request_ids = guards.request_ids
+        self.request_id_response = guards.request_id_response
+        self.trusted_peers = guards.trusted_peers
+        self.in_flight = guards.in_flight
+        self.body_limit = guards.body_limit
+        self.max_body = guards.body_limit.max_bytes
+        self.access_log = guards.access_log
         self.live: set[Live] = set()
         self.shutting_down = False
         self._all_closed: asyncio.Future[None] | None = None

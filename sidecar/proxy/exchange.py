@@ -13,6 +13,13 @@ Errors are mapped here, in one place:
   nothing of them was written (RFC 9112 §9.3.1.1);
 - after it: the client connection is aborted, never ended as a clean, truncated response;
 - the client leaves: the upstream connection is dropped at once (never pooled half-read).
+
+Guard rails (docs/guardrails.md): an exchange takes an in-flight slot when it starts (none
+left: `503 overloaded`, the app never asked) and gives it back once, in `_finish` (an upgrade's
+slot passes to its tunnel); a streamed body that crosses `--max-request-body` aborts the app's
+request (`_body_too_large`); the app's time to its response head feeds
+`streamproxy_upstream_duration_seconds`; the access log line is written in `_finish`, only when
+the log is on.
 """
 
 from __future__ import annotations
@@ -21,9 +28,12 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+from sidecar.access_log import format_line
+from sidecar.body_limit import BODY_TOO_LARGE
 from sidecar.errors import UpstreamError, UpstreamProtocolError, error_response
+from sidecar.in_flight import OVERLOADED
 from sidecar.proxy import framing
-from sidecar.proxy.context import ProxyContext, access_logger
+from sidecar.proxy.context import ProxyContext
 from sidecar.proxy.headers import HOP_BY_HOP, response_headers
 from sidecar.types import RawHeaders
 from sidecar.upstream.connection import UpstreamConnection
@@ -48,8 +58,11 @@ def status_line(status: int) -> bytes:
 
 class Exchange:
     __slots__ = (
+        "admitted",
         "body",
         "body_buffered",
+        "bytes_in",
+        "bytes_out",
         "close",
         "conn",
         "ctx",
@@ -67,12 +80,16 @@ class Exchange:
         "proto",
         "request_done",
         "request_framing",
+        "request_id",
         "response_framing",
         "retried",
+        "sent_at",
         "started",
         "status",
         "upgrade",
         "upstream_full",
+        "upstream_seconds",
+        "user_agent",
     )
 
     def __init__(
@@ -113,26 +130,52 @@ class Exchange:
         self.pending: bytes | None = None  # a response head held back for the first body piece
         self.close = False
         self.local: tuple[int, str] | None = None  # answered by the proxy itself
-        self.ctx.metrics.in_flight += 1
+        self.admitted = False  # holds an in-flight slot (--max-in-flight)
+        self.request_id: bytes | None = None  # the X-Request-Id the app gets (None: IDs off)
+        self.user_agent: bytes | None = None  # for the access log line
+        self.bytes_in = 0  # request body bytes received (the body limit, the access log)
+        self.bytes_out = 0
+        self.sent_at = 0.0
+        self.upstream_seconds: float | None = None  # request written -> the app's head
 
     # Forward (called by the client protocol)
 
     def start(self) -> None:
-        if self.local is not None:
-            self.respond_locally(*self.local)
-        else:
-            self.ctx.pool.acquire(self)
+        if self.local is None:
+            if self.ctx.in_flight.try_acquire():
+                self.admitted = True
+                self.ctx.pool.acquire(self)
+                return
+            # Shed at once, never queued; the connection closes (the body is not read, and a
+            # client behind a Service may land on another pod when it reconnects).
+            self.local = (503, OVERLOADED)
+        self.respond_locally(*self.local)
 
     def respond_locally(self, status: int, reason: str) -> None:
-        """A request the proxy answers itself (CONNECT, a target that is not a path)."""
+        """A request the proxy answers itself (CONNECT, a target that is not a path, shed,
+        a declared body over the limit)."""
         self.status = status
         self.close = True
         self.response_framing = framing.NO_BODY
-        self.proto.write(error_response(status, reason, close=True))
+        self.proto.write(error_response(status, reason, True, self._id_line()))
         self._finish()
 
+    def _id_line(self) -> bytes:
+        """`X-Request-Id` for the client, with --request-id-response."""
+        request_id = self.request_id
+        if request_id is None or not self.ctx.request_id_response:
+            return b""
+        return b"x-request-id: %b\r\n" % request_id
+
     def request_body(self, data: bytes) -> None:
-        self.ctx.metrics.request_bytes += len(data)
+        ctx = self.ctx
+        size = len(data)
+        ctx.metrics.request_bytes += size
+        received = self.bytes_in = self.bytes_in + size
+        max_body = ctx.max_body
+        if max_body is not None and received > max_body and self.local is None and not self.done:
+            self._body_too_large()  # this piece is not forwarded
+            return
         piece = framing.frame(self.request_framing, data)
         conn = self.conn
         if conn is not None and self.body is None:
@@ -181,6 +224,28 @@ class Exchange:
             self.status = 499  # nginx's "client closed request"
         self._finish()
 
+    def _body_too_large(self) -> None:
+        """A streamed body crossed --max-request-body: the app's request is aborted (its
+        connection closed, never pooled, so the app sees a broken body, never an ended one);
+        the client gets 413, or an aborted connection once the response has started."""
+        self.ctx.body_limit.refused += 1
+        self.local = (413, BODY_TOO_LARGE)
+        self.body = None  # what was held for the app is dropped
+        self.body_buffered = 0
+        if not self.admitted:
+            return  # not started (pipelined behind another): answered 413 in turn
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            self.ctx.pool.release(conn, False)
+        if self.response_framing >= 0:
+            self.pending = None
+            self.proto.abort()
+            return
+        self.gone = True  # a connection still being made for it goes to the pool
+        self.respond_locally(413, BODY_TOO_LARGE)
+        self.proto.exchange_done(self)
+
     def abort_both(self) -> None:
         """The request body stalled past --read-timeout: abort it both ways."""
         self.proto.abort()
@@ -190,6 +255,7 @@ class Exchange:
     def connection_ready(self, conn: UpstreamConnection) -> None:
         self.conn = conn
         conn.begin(self, self.head_only, not self.request_done)
+        self.sent_at = time.perf_counter()
         body = self.body
         data = self.head + b"".join(body) if body else self.head
         if not conn.write(data):
@@ -216,6 +282,8 @@ class Exchange:
         self, status: int, headers: RawHeaders, tokens: frozenset[bytes], has_length: bool
     ) -> None:
         self.status = status
+        upstream = self.upstream_seconds = time.perf_counter() - self.sent_at
+        self.ctx.metrics.observe_upstream(upstream)
         kind = framing.response_framing(
             framing.response_has_body(self.head_only, status), has_length, self.http10
         )
@@ -229,9 +297,13 @@ class Exchange:
         )
         self.close = close
         parts = [status_line(status)]
-        for name, value in response_headers(
-            headers, tokens, kind == framing.LENGTH or kind == framing.NO_BODY
-        ):
+        out = response_headers(headers, tokens, kind == framing.LENGTH or kind == framing.NO_BODY)
+        id_line = self._id_line()
+        if id_line:
+            # Ours replaces the app's own echo: one X-Request-Id, the one the app was given.
+            out = [header for header in out if header[0] != b"x-request-id"]
+            parts.append(id_line)
+        for name, value in out:
             parts += (name, b": ", value, b"\r\n")
         if kind == framing.CHUNKED:
             parts.append(_CHUNKED_LINE)
@@ -247,6 +319,7 @@ class Exchange:
         if kind == framing.NO_BODY:
             return
         self.ctx.metrics.response_bytes += len(data)
+        self.bytes_out += len(data)
         out = framing.frame(kind, data)
         pending = self.pending
         if pending is not None:
@@ -287,7 +360,9 @@ class Exchange:
             self.status = error.status
             self.response_framing = framing.NO_BODY
             self.close = not self.request_done or not self.keep_alive or self.ctx.shutting_down
-            self.proto.write(error_response(error.status, error.reason, self.close))
+            self.proto.write(
+                error_response(error.status, error.reason, self.close, self._id_line())
+            )
             self._finish()
             return
         # The response has started: the client must see it broken, not short.
@@ -313,12 +388,16 @@ class Exchange:
             return
         self.status = 101
         self.response_framing = framing.NO_BODY
-        parts = [status_line(101)]
+        upstream = self.upstream_seconds = time.perf_counter() - self.sent_at
+        self.ctx.metrics.observe_upstream(upstream)
+        self.admitted = False  # the tunnel holds the in-flight slot while it is open
+        id_line = self._id_line()
+        parts = [status_line(101), id_line]
         upgrade = b""
         for name, value in conn.headers:
             if name == b"upgrade":
                 upgrade = value
-            elif name not in HOP_BY_HOP:
+            elif name not in HOP_BY_HOP and not (id_line and name == b"x-request-id"):
                 parts += (name, b": ", value, b"\r\n")
         parts += (b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n\r\n")
         self.proto.write(b"".join(parts))
@@ -332,20 +411,26 @@ class Exchange:
             return
         self.done = True
         ctx = self.ctx
-        metrics = ctx.metrics
-        metrics.in_flight -= 1
+        if self.admitted:
+            self.admitted = False
+            ctx.in_flight.release()
         elapsed = time.perf_counter() - self.started
-        metrics.observe("WEBSOCKET" if self.upgrade else self.method, self.status, elapsed)
-        if ctx.access_log:
-            access_logger.info(
-                "request",
-                extra={
-                    "method": self.method,
-                    "path": self.path.partition(b"?")[0].decode("latin-1"),
-                    "status": self.status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "client": self.proto.client_host or "",
-                },
+        ctx.metrics.observe("WEBSOCKET" if self.upgrade else self.method, self.status, elapsed)
+        access_log = ctx.access_log
+        if access_log is not None:
+            access_log.write(
+                format_line(
+                    method=self.method.encode("latin-1"),
+                    raw_path=self.path.partition(b"?")[0],
+                    status=self.status,
+                    bytes_in=self.bytes_in,
+                    bytes_out=self.bytes_out,
+                    total_seconds=elapsed,
+                    upstream_seconds=self.upstream_seconds,
+                    client=self.proto.client_host,
+                    request_id=self.request_id,
+                    user_agent=self.user_agent,
+                )
             )
         if not self.gone:
             self.proto.exchange_done(self)

@@ -89,11 +89,15 @@ def response_headers(
 
 
 def request_headers(
-    headers: RawHeaders, tokens: frozenset[bytes], client_host: str | None
+    headers: RawHeaders,
+    tokens: frozenset[bytes],
+    client_host: str | None,
+    trusted: bool = True,
 ) -> RawHeaders:
     """Headers for the upstream request: hop-by-hop and framing gone (framing is re-added by the
-    caller), X-Forwarded-For appended, X-Forwarded-Proto/-Host set unless the client (an
-    ingress) sent them. The client's Host is kept."""
+    caller), X-Forwarded-For appended, X-Forwarded-Proto/-Host set unless a `trusted` peer (an
+    ingress inside --trusted-proxies) sent them: an untrusted peer's are replaced. The client's
+    Host is kept."""
     drop = REQUEST_DROP
     if extra := nominated(tokens):
         drop = drop | extra
@@ -110,8 +114,12 @@ def request_headers(
         if name == b"host":
             host = value
         elif name == b"x-forwarded-proto":
+            if not trusted:
+                continue
             has_proto = True
         elif name == b"x-forwarded-host":
+            if not trusted:
+                continue
             has_xfh = True
         out.append((name, value))
     if client_host is not None:

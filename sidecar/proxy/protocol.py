@@ -14,6 +14,12 @@ Guards of the connection, RFC 9112 at the edge:
   `read_timeout` is aborted both ways (one periodic watchdog, `ProxyContext`, checks these).
 - `Upgrade`: the request goes to the app; if it answers `101` the connection becomes a byte
   tunnel (sidecar.proxy.tunnel); otherwise the bytes after the request are parsed as HTTP again.
+
+Guard rails (docs/guardrails.md) at their points of the path: the peer's trust once per
+connection (`connection_made`); the client's `X-Request-Id` taken out in `on_header`, the one
+the app gets (kept or new) added in `on_headers_complete`, together with the declared body
+limit (`413` before the app sees anything); the in-flight gate and the streamed body limit are
+the exchange's (`Exchange.start`, `Exchange.request_body`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import cast
 
 import httptools
 
+from sidecar.body_limit import BODY_TOO_LARGE
 from sidecar.errors import error_response
 from sidecar.proxy import framing
 from sidecar.proxy.context import ProxyContext
@@ -74,6 +81,8 @@ class ClientProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
         self.parser = httptools.HttpRequestParser(self)
         self.client_host: str | None = None
+        self.peer_trusted = False  # inside --trusted-proxies: its X-Forwarded-Proto/-Host kept
+        self._ids = ctx.request_ids  # None: --no-request-id
 
         # Per-connection state
         self._queue: deque[Exchange] = deque()  # [0] is being answered; the rest wait
@@ -106,6 +115,8 @@ class ClientProtocol(asyncio.Protocol):
         self._connection: list[bytes] = []
         self._expect = False
         self._upgrade: bytes | None = None
+        self._request_id: bytes | None = None  # the client's X-Request-Id (b"" when two)
+        self._user_agent: bytes | None = None
 
     # asyncio.Protocol
 
@@ -114,6 +125,7 @@ class ClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.client_host = str(peer[0])
+        self.peer_trusted = self.ctx.trusted_peers.is_trusted(self.client_host)
         self._idle_since = self._last_read = self.loop.time()
         self.ctx.add(self)
 
@@ -189,6 +201,8 @@ class ClientProtocol(asyncio.Protocol):
         self._connection = []
         self._expect = False
         self._upgrade = None
+        self._request_id = None
+        self._user_agent = None
 
     def on_url(self, url: bytes) -> None:
         if self._priming:
@@ -218,6 +232,13 @@ class ClientProtocol(asyncio.Protocol):
         elif size == 10:
             if name == b"connection":
                 self._connection.append(value)
+            elif name == b"user-agent":
+                self._user_agent = value
+        elif size == 12:
+            if name == b"x-request-id" and self._ids is not None:
+                # Replaced by the one the app gets; two are no one's (neither is kept).
+                self._request_id = value if self._request_id is None else b""
+                return
         elif size == 6:
             if name == b"expect":
                 self._expect = value.lower() == b"100-continue"
@@ -251,8 +272,14 @@ class ClientProtocol(asyncio.Protocol):
         tokens = connection_tokens(self._connection) if self._connection else _NO_TOKENS
 
         parts = [raw_method, b" ", target, b" HTTP/1.1\r\n"]
-        for name, value in request_headers(self._headers, tokens, self.client_host):
+        for name, value in request_headers(
+            self._headers, tokens, self.client_host, self.peer_trusted
+        ):
             parts += (name, b": ", value, b"\r\n")
+        request_id = None
+        if self._ids is not None:
+            request_id = self._ids.keep_or_new(self._request_id)
+            parts += (b"x-request-id: ", request_id, b"\r\n")
         if kind == framing.LENGTH:
             parts.append(b"content-length: %d\r\n" % length)
         elif kind == framing.CHUNKED:
@@ -273,6 +300,8 @@ class ClientProtocol(asyncio.Protocol):
             upgrade,
             self._expect,
         )
+        exchange.request_id = request_id
+        exchange.user_agent = self._user_agent
         self._reading = exchange
         self._queue.append(exchange)
         if raw_method == b"CONNECT":
@@ -282,7 +311,15 @@ class ClientProtocol(asyncio.Protocol):
             # Origin-form only: absolute-form or `*` could name another host.
             exchange.local = (400, "bad_request_target")
         else:
-            self.ctx.counter.incr()  # it reaches the forwarder: counted, whatever comes of it
+            ctx = self.ctx
+            ctx.counter.incr()  # it reaches the forwarder: counted, whatever comes of it
+            body_limit = ctx.body_limit
+            if (
+                kind == framing.LENGTH
+                and body_limit.enabled
+                and body_limit.declared_too_large(length)
+            ):
+                exchange.local = (413, BODY_TOO_LARGE)  # the app sees nothing of it
         if len(self._queue) == 1:
             exchange.start()
         else:

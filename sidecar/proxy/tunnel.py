@@ -4,7 +4,8 @@ Two pumps, one per direction, each an asyncio Protocol set on its transport
 (`transport.set_protocol`): bytes read on one side are written to the other in the same
 callback, and a side whose write buffer fills stops reading the other (flow control both ways).
 No frame is parsed, so extensions and close codes pass as they are; no timeout applies (a
-WebSocket may be quiet for hours); nothing but file descriptors limits how many are open.
+WebSocket may be quiet for hours); nothing but file descriptors limits how many are open. A
+tunnel keeps the `--max-in-flight` slot of the request that opened it until it closes.
 
 Half-close: an EOF from one side is passed on as an EOF (`write_eof`) to the other, which may
 still answer; the tunnel closes once both sides have ended, or at once when one side is lost.
@@ -96,6 +97,7 @@ class Tunnel:
             metrics = self.ctx.metrics
             metrics.tunnels_open -= 1
             metrics.tunnels_closed += 1
+            self.ctx.in_flight.release()  # the upgrade request's slot, held while open
             self.ctx.remove(self)
 
     # Live (watchdog and shutdown)

@@ -61,6 +61,7 @@ class Pool:
         self._watchdog: asyncio.TimerHandle | None = None
         self._tick = min(1.0, self.read_timeout / 4)
         self._closed = False
+        self.slot_waits = 0  # acquisitions that had to wait for a slot (/metrics)
 
     @property
     def connections(self) -> int:
@@ -70,6 +71,10 @@ class Pool:
     @property
     def idle_connections(self) -> int:
         return sum(1 for conn in self._idle if not conn.closed)
+
+    @property
+    def busy_connections(self) -> int:
+        return len(self._busy)
 
     # Acquiring
 
@@ -89,6 +94,7 @@ class Pool:
             self._connecting.add(task)
             task.add_done_callback(self._connecting.discard)
             return
+        self.slot_waits += 1
         timer = self.loop.call_later(self._pool_timeout, self._waiter_timed_out, waiter)
         self._waiters.append((waiter, timer))
 

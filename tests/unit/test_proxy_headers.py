@@ -101,6 +101,29 @@ def test_request_headers_keep_an_ingress_view_and_append_the_client() -> None:
     assert [name for name, _ in out].count(b"x-forwarded-proto") == 1
 
 
+def test_request_headers_replace_an_untrusted_peers_forwarded_view() -> None:
+    """--trusted-proxies (docs/guardrails.md): a peer outside the list cannot claim HTTPS or
+    another host name; its X-Forwarded-For chain is still kept and the peer appended."""
+    out = request_headers(
+        [
+            (b"x-forwarded-for", b"1.1.1.1"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-host", b"evil.example"),
+            (b"host", b"internal"),
+        ],
+        frozenset(),
+        "203.0.113.7",
+        trusted=False,
+    )
+    assert (b"x-forwarded-for", b"1.1.1.1, 203.0.113.7") in out
+    assert [(n, v) for n, v in out if n == b"x-forwarded-proto"] == [
+        (b"x-forwarded-proto", b"http")
+    ]
+    assert [(n, v) for n, v in out if n == b"x-forwarded-host"] == [
+        (b"x-forwarded-host", b"internal")
+    ]
+
+
 def test_response_headers_lose_hop_by_hop_and_keep_multiplicity() -> None:
     """RFC 9110 §7.6.1 on responses; §11.7.1: Proxy-Authenticate passes; two Set-Cookie stay
     two (RFC 9110 §5.3)."""
