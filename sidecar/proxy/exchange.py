@@ -229,10 +229,7 @@ class Exchange:
         )
         self.close = close
         parts = [status_line(status)]
-        for name, value in response_headers(
-            headers, tokens, kind == framing.LENGTH or kind == framing.NO_BODY
-        ):
-            parts += (name, b": ", value, b"\r\n")
+        response_headers(parts, headers, tokens, kind == framing.LENGTH or kind == framing.NO_BODY)
         if kind == framing.CHUNKED:
             parts.append(_CHUNKED_LINE)
         if close:
