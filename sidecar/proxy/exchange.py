@@ -297,14 +297,12 @@ class Exchange:
         )
         self.close = close
         parts = [status_line(status)]
-        out = response_headers(headers, tokens, kind == framing.LENGTH or kind == framing.NO_BODY)
         id_line = self._id_line()
         if id_line:
             # Ours replaces the app's own echo: one X-Request-Id, the one the app was given.
-            out = [header for header in out if header[0] != b"x-request-id"]
+            headers = [header for header in headers if header[0] != b"x-request-id"]
             parts.append(id_line)
-        for name, value in out:
-            parts += (name, b": ", value, b"\r\n")
+        response_headers(parts, headers, tokens, kind == framing.LENGTH or kind == framing.NO_BODY)
         if kind == framing.CHUNKED:
             parts.append(_CHUNKED_LINE)
         if close:

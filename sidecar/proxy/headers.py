@@ -76,64 +76,63 @@ _HOP_BY_HOP_AND_LENGTH = HOP_BY_HOP | {b"content-length"}
 
 
 def response_headers(
-    headers: RawHeaders, tokens: frozenset[bytes], keep_length: bool
-) -> RawHeaders:
-    """The app's response headers for the client: hop-by-hop gone (RFC 9110 §7.6.1).
-
-    `keep_length` False drops `Content-Length` too: the body is re-framed (chunked or
-    close-delimited), and a length that no longer describes it would be a smuggling vector."""
+    parts: list[bytes], headers: RawHeaders, tokens: frozenset[bytes], keep_length: bool
+) -> None:
+    """Append the app's response header lines for the client to `parts`, hop-by-hop gone
+    (RFC 9110 §7.6.1). `keep_length` False drops `Content-Length` too: the body is re-framed
+    (chunked or close-delimited), and a length that no longer describes it would be a
+    smuggling vector."""
     drop = HOP_BY_HOP if keep_length else _HOP_BY_HOP_AND_LENGTH
     if extra := nominated(tokens):
         drop = drop | extra
-    return [(name, value) for name, value in headers if name not in drop]
+    for name, value in headers:
+        if name not in drop:
+            parts += (name, b": ", value, b"\r\n")
 
 
 def request_headers(
+    parts: list[bytes],
     headers: RawHeaders,
     tokens: frozenset[bytes],
     client_host: str | None,
     trusted: bool = True,
-) -> RawHeaders:
-    """Headers for the upstream request: hop-by-hop and framing gone (framing is re-added by the
-    caller), X-Forwarded-For appended, X-Forwarded-Proto/-Host set unless a `trusted` peer (an
-    ingress inside --trusted-proxies) sent them: an untrusted peer's are replaced. The client's
-    Host is kept."""
+) -> None:
+    """Append the upstream request's header lines to `parts` (a head being built): hop-by-hop
+    and framing gone (framing is re-added by the caller), X-Forwarded-For appended,
+    X-Forwarded-Proto/-Host set unless a `trusted` peer (an ingress inside --trusted-proxies)
+    sent them: an untrusted peer's are replaced. Host is kept.
+    One pass, written straight into the head: this runs for every header of every request."""
     drop = REQUEST_DROP
     if extra := nominated(tokens):
         drop = drop | extra
-    out: RawHeaders = []
     forwarded_for: list[bytes] = []
     host: bytes | None = None
     has_proto = has_xfh = False
     for name, value in headers:
-        if name in drop or name == b"content-length":
+        if name in drop:
             continue
-        if name == b"x-forwarded-for":
-            forwarded_for.append(value)
-            continue
-        if name == b"host":
-            host = value
-        elif name == b"x-forwarded-proto":
-            if not trusted:
+        if name[:2] == b"x-" or len(name) in (4, 14):
+            if name == b"content-length":
                 continue
-            has_proto = True
-        elif name == b"x-forwarded-host":
-            if not trusted:
+            if name == b"x-forwarded-for":
+                forwarded_for.append(value)
                 continue
-            has_xfh = True
-        out.append((name, value))
+            if name == b"host":
+                host = value
+            elif name == b"x-forwarded-proto":
+                if not trusted:
+                    continue
+                has_proto = True
+            elif name == b"x-forwarded-host":
+                if not trusted:
+                    continue
+                has_xfh = True
+        parts += (name, b": ", value, b"\r\n")
     if client_host is not None:
         forwarded_for.append(client_host.encode("latin-1"))
     if forwarded_for:
-        out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
+        parts += (b"x-forwarded-for: ", b", ".join(forwarded_for), b"\r\n")
     if not has_proto:
-        out.append((b"x-forwarded-proto", b"http"))
+        parts.append(b"x-forwarded-proto: http\r\n")
     if not has_xfh and host is not None:
-        out.append((b"x-forwarded-host", host))
-    return out
-
-
-def encode_headers(parts: list[bytes], headers: RawHeaders) -> None:
-    """Append `name: value\\r\\n` lines to `parts` (a head being built)."""
-    for name, value in headers:
-        parts += (name, b": ", value, b"\r\n")
+        parts += (b"x-forwarded-host: ", host, b"\r\n")

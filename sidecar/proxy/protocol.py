@@ -262,7 +262,9 @@ class ClientProtocol(asyncio.Protocol):
             raise _Refused(exc.status, exc.reason) from None
         raw_method: bytes = parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii")
-        target = origin_form(self._url)
+        target = self._url
+        if target[:1] != b"/":
+            target = origin_form(target)
         upgrade = self._upgrade is not None and parser.should_upgrade()
         if upgrade and kind != framing.NO_BODY:
             upgrade = False
@@ -272,10 +274,7 @@ class ClientProtocol(asyncio.Protocol):
         tokens = connection_tokens(self._connection) if self._connection else _NO_TOKENS
 
         parts = [raw_method, b" ", target, b" HTTP/1.1\r\n"]
-        for name, value in request_headers(
-            self._headers, tokens, self.client_host, self.peer_trusted
-        ):
-            parts += (name, b": ", value, b"\r\n")
+        request_headers(parts, self._headers, tokens, self.client_host, self.peer_trusted)
         request_id = None
         if self._ids is not None:
             request_id = self._ids.keep_or_new(self._request_id)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from sidecar import __version__
-from sidecar.k8s_sidecar import chart_file, chart_value
+from sidecar.k8s.sidecar import chart_file, chart_value
 from sidecar.settings import Settings
 from tests.chart.helm import CHART
 from tests.chart.values_doc import BEGIN, DOC, END, VALUES, documented_keys, leaves, table
@@ -80,7 +80,7 @@ def test_schema_covers_every_value() -> None:
 
 
 def test_sidecar_definition_file_is_current() -> None:
-    """files/sidecar.yaml is what sidecar/k8s_sidecar.py defines (`make manifests` writes it)."""
+    """files/sidecar.yaml is what sidecar/k8s/sidecar.py defines (`make manifests` writes it)."""
     current = (CHART / "files" / "sidecar.yaml").read_text()
     assert current == chart_file(), "charts/streamproxy/files/sidecar.yaml is stale: make manifests"
 

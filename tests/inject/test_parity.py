@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.k8s_sidecar import chart_value
+from sidecar.k8s.sidecar import chart_value
 from sidecar.settings import Settings
 from tests.chart.helm import render, sidecar
 from tests.chart.test_values import NOT_VALUES

@@ -181,30 +181,30 @@ class RawClient:
         return data
 
     def read_response(self, head_only: bool = False) -> Response:
+        """One response; bytes after it (a pipelined response, tunnel data) stay buffered.
+        Fed to the parser a byte at a time, so it stops exactly at the message's end."""
         response = Response()
         collector = _Collector(response)
         parser = httptools.HttpResponseParser(collector)
         data, self._buffer = self._buffer, b""
         while True:
-            if data:
-                response.raw += data
+            for index in range(len(data)):
+                response.raw += data[index : index + 1]
                 try:
-                    parser.feed_data(data)
-                except httptools.HttpParserUpgrade as exc:
-                    self._buffer = data[exc.args[0] :]
+                    parser.feed_data(data[index : index + 1])
+                except httptools.HttpParserUpgrade:
                     collector.done = True
-                response.status = parser.get_status_code()
-                if head_only and response.status and b"\r\n\r\n" in response.raw:
-                    self._buffer = response.raw.split(b"\r\n\r\n", 1)[1]
+                if head_only and response.raw.endswith(b"\r\n\r\n"):
                     collector.done = True
-            if collector.done:
-                response.complete = True
-                return response
+                if collector.done:
+                    response.status = parser.get_status_code()
+                    response.complete = True
+                    self._buffer = data[index + 1 :]
+                    return response
             data = self._recv()
             if not data:
-                with contextlib.suppress(httptools.HttpParserError):
-                    parser.feed_data(b"")  # EOF: ends a close-delimited body
-                response.complete = collector.done
+                if response.raw:
+                    response.status = parser.get_status_code()
                 return response
 
     def read_until_closed(self) -> bytes:

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.proxy.headers import (
-    connection_tokens,
-    nominated,
-    request_headers,
-    response_headers,
-)
+from sidecar.proxy import headers as rules
+from sidecar.proxy.headers import connection_tokens, nominated
+from sidecar.types import RawHeaders
+
+
+def _pairs(parts: list[bytes]) -> RawHeaders:
+    lines = b"".join(parts).split(b"\r\n")[:-1]
+    return [(name, value) for name, _, value in (line.partition(b": ") for line in lines)]
+
+
+def request_headers(
+    headers: RawHeaders, tokens: frozenset[bytes], client_host: str | None, trusted: bool = True
+) -> RawHeaders:
+    parts: list[bytes] = []
+    rules.request_headers(parts, headers, tokens, client_host, trusted)
+    return _pairs(parts)
+
+
+def response_headers(
+    headers: RawHeaders, tokens: frozenset[bytes], keep_length: bool
+) -> RawHeaders:
+    parts: list[bytes] = []
+    rules.response_headers(parts, headers, tokens, keep_length)
+    return _pairs(parts)
 
 
 def test_connection_is_a_comma_list_of_case_insensitive_tokens() -> None:
