@@ -842,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--extra-args",
         default="",
-        help="streamproxy flags for every streamproxy target, e.g. '--no-request-id'",
+        help="streamproxy flags for every streamproxy target, e.g. --extra-args='--access-log'",
     )
     args = parser.parse_args(argv)
     STREAMPROXY_EXTRA_ARGS[:] = shlex.split(args.extra_args)
