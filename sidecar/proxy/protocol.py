@@ -90,6 +90,7 @@ class ClientProtocol(asyncio.Protocol):
         self._last_read = 0.0
         self._in_head = True
         self._raw_head = 0
+        self._heads = 0  # request heads parsed on this connection
         # An Upgrade request with a body is served as HTTP/1.1 (RFC 9110 §7.8: the server may
         # ignore Upgrade). llhttp stops before such a body: a fresh parser, primed with a
         # head of the same framing, reads it on.
@@ -124,7 +125,7 @@ class ClientProtocol(asyncio.Protocol):
             self._stash += data
             return
         self._last_read = self.loop.time()
-        completed = self._in_head is False
+        heads = self._heads
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -144,7 +145,7 @@ class ClientProtocol(asyncio.Protocol):
         if self._in_head:
             # Bytes of an unfinished head. A head that completed in this read makes the count
             # uncertain: start again (one read is at most the transport's buffer).
-            self._raw_head = 0 if completed else self._raw_head + len(data)
+            self._raw_head = 0 if heads != self._heads else self._raw_head + len(data)
             if self._raw_head > _RAW_HEAD_LIMIT:
                 # Not drained: a line that never ends would be read for ever.
                 self._refuse(_Refused(431, "header_too_large"), linger=False)
@@ -228,9 +229,12 @@ class ClientProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._raw_head = 0
+        self._heads += 1
         if self._priming:
             self._priming = False
             return
+        if self._closing:
+            return  # pipelined behind a response that closes the connection: never forwarded
         parser = self.parser
         http10 = parser.get_http_version() != "1.1"
         if self._hosts > 1 or (self._hosts == 0 and not http10):
