@@ -19,6 +19,7 @@ Guards of the connection, RFC 9112 at the edge:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import cast
 
@@ -33,6 +34,8 @@ from sidecar.proxy.tunnel import Tunnel
 from sidecar.settings import MAX_HEADER_BYTES
 from sidecar.types import RawHeaders
 from sidecar.upstream.connection import UpstreamConnection
+
+logger = logging.getLogger("streamproxy.proxy")
 
 # Raw bytes of an unfinished head past which the connection is cut off: the exact limit is
 # counted per header; this one also catches a single header line that never ends.
@@ -137,7 +140,11 @@ class ClientProtocol(asyncio.Protocol):
             return
         except httptools.HttpParserCallbackError as exc:
             context = exc.__context__
-            self._refuse(context if isinstance(context, _Refused) else _Refused(400, "bad_request"))
+            if not isinstance(context, _Refused):
+                # Not the client's fault: a bug of ours, raised inside a parser callback.
+                logger.error("request handling failed", exc_info=context)
+                context = _Refused(400, "bad_request")
+            self._refuse(context)
             return
         except httptools.HttpParserError:
             self._refuse(_Refused(400, "bad_request"))
