@@ -25,6 +25,7 @@ the exchange's (`Exchange.start`, `Exchange.request_body`).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import cast
 
@@ -40,6 +41,8 @@ from sidecar.proxy.tunnel import Tunnel
 from sidecar.settings import MAX_HEADER_BYTES
 from sidecar.types import RawHeaders
 from sidecar.upstream.connection import UpstreamConnection
+
+logger = logging.getLogger("streamproxy.proxy")
 
 # Raw bytes of an unfinished head past which the connection is cut off: the exact limit is
 # counted per header; this one also catches a single header line that never ends.
@@ -99,6 +102,7 @@ class ClientProtocol(asyncio.Protocol):
         self._last_read = 0.0
         self._in_head = True
         self._raw_head = 0
+        self._heads = 0  # request heads parsed on this connection
         # An Upgrade request with a body is served as HTTP/1.1 (RFC 9110 §7.8: the server may
         # ignore Upgrade). llhttp stops before such a body: a fresh parser, primed with a
         # head of the same framing, reads it on.
@@ -136,7 +140,7 @@ class ClientProtocol(asyncio.Protocol):
             self._stash += data
             return
         self._last_read = self.loop.time()
-        completed = self._in_head is False
+        heads = self._heads
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -148,7 +152,11 @@ class ClientProtocol(asyncio.Protocol):
             return
         except httptools.HttpParserCallbackError as exc:
             context = exc.__context__
-            self._refuse(context if isinstance(context, _Refused) else _Refused(400, "bad_request"))
+            if not isinstance(context, _Refused):
+                # Not the client's fault: a bug of ours, raised inside a parser callback.
+                logger.error("request handling failed", exc_info=context)
+                context = _Refused(400, "bad_request")
+            self._refuse(context)
             return
         except httptools.HttpParserError:
             self._refuse(_Refused(400, "bad_request"))
@@ -156,7 +164,7 @@ class ClientProtocol(asyncio.Protocol):
         if self._in_head:
             # Bytes of an unfinished head. A head that completed in this read makes the count
             # uncertain: start again (one read is at most the transport's buffer).
-            self._raw_head = 0 if completed else self._raw_head + len(data)
+            self._raw_head = 0 if heads != self._heads else self._raw_head + len(data)
             if self._raw_head > _RAW_HEAD_LIMIT:
                 # Not drained: a line that never ends would be read for ever.
                 self._refuse(_Refused(431, "header_too_large"), linger=False)
@@ -249,9 +257,12 @@ class ClientProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._raw_head = 0
+        self._heads += 1
         if self._priming:
             self._priming = False
             return
+        if self._closing:
+            return  # pipelined behind a response that closes the connection: never forwarded
         parser = self.parser
         http10 = parser.get_http_version() != "1.1"
         if self._hosts > 1 or (self._hosts == 0 and not http10):

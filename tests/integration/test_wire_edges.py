@@ -497,3 +497,25 @@ def test_declined_upgrade_is_plain_http_on_a_kept_connection(
         )
         assert client.read_response().body == b"ok"
         assert client.read_response().body == b"ok"
+
+
+def test_a_burst_of_pipelined_requests_is_answered_in_order(
+    app_factory: Callable[..., ScriptedApp], proxy_factory: Callable[..., Proxy]
+) -> None:
+    """RFC 9112 §9.3.2: a client may send many requests without waiting; each is answered, in
+    order. 600 heads in one send (~100 KiB, more than one header section's limit): the
+    head-size guard counts one head at a time, not the burst."""
+
+    async def script(conn: AppConn) -> None:
+        while True:
+            head, _ = await conn.read_request()
+            path = head.split(b" ")[1]
+            await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(path), path))
+
+    proxy = proxy_factory(app_factory(script).url)
+    paths = [b"/burst/%04d/%s" % (index, b"p" * 120) for index in range(600)]
+    with RawClient(proxy.port) as client:
+        client.send(b"".join(b"GET %b HTTP/1.1\r\nHost: a\r\n\r\n" % path for path in paths))
+        assert [client.read_response().body for _ in paths] == paths
+        client.send(get(b"after"))
+        assert client.read_response().body == b"/after"  # the connection was never refused
