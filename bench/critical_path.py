@@ -39,25 +39,24 @@ SEGMENTS = (
 
 
 def _instrument() -> None:
-    from sidecar.h1_connection import H1Connection
-    from sidecar.http_protocol import ProxyHttpProtocol
-    from sidecar.response_cycle import ProxyCycle
+    from sidecar.proxy.protocol import ClientProtocol
+    from sidecar.upstream.connection import UpstreamConnection
 
     now = time.perf_counter_ns
     stamps: dict[str, int] = {}
     rows: list[dict[str, int]] = []
-    client_in: Any = ProxyHttpProtocol.data_received
-    app_write: Any = H1Connection.write
-    app_in: Any = H1Connection.data_received
-    client_write: Any = ProxyCycle._write_body
+    client_in: Any = ClientProtocol.data_received
+    app_write: Any = UpstreamConnection.write
+    app_in: Any = UpstreamConnection.data_received
+    client_write: Any = ClientProtocol.write
 
     def timed_client_in(self: Any, data: bytes) -> None:
         stamps["client_in"] = now()
         client_in(self, data)
 
-    def timed_app_write(self: Any, *parts: bytes) -> bool:
+    def timed_app_write(self: Any, data: bytes) -> bool:
         stamps["app_write"] = now()
-        ok: bool = app_write(self, *parts)
+        ok: bool = app_write(self, data)
         stamps["app_write_done"] = now()
         return ok
 
@@ -65,16 +64,16 @@ def _instrument() -> None:
         stamps["app_in"] = now()
         app_in(self, data)
 
-    def timed_client_write(self: Any, body: bytes, more_body: bool) -> None:
+    def timed_client_write(self: Any, data: bytes) -> None:
         stamps["client_write"] = now()
-        client_write(self, body, more_body)
+        client_write(self, data)
         stamps["client_write_done"] = now()
         rows.append(dict(stamps))
 
-    ProxyHttpProtocol.data_received = timed_client_in  # type: ignore[method-assign]
-    H1Connection.write = timed_app_write  # type: ignore[method-assign]
-    H1Connection.data_received = timed_app_in  # type: ignore[method-assign]
-    ProxyCycle._write_body = timed_client_write  # type: ignore[method-assign]
+    ClientProtocol.data_received = timed_client_in  # type: ignore[method-assign]
+    UpstreamConnection.write = timed_app_write  # type: ignore[method-assign]
+    UpstreamConnection.data_received = timed_app_in  # type: ignore[method-assign]
+    ClientProtocol.write = timed_client_write  # type: ignore[method-assign]
 
     def report() -> None:
         kept = rows[len(rows) // 10 :]

@@ -37,7 +37,7 @@ STEPS: list[tuple[str, str]] = [
     ("+ redis.asyncio", "import redis.asyncio"),
     (
         "+ streamproxy's own modules",
-        "import sidecar.cli, sidecar.server",
+        "import sidecar.cli, sidecar.server, sidecar.upstream.pool, sidecar.counter.redis_store",
     ),
 ]
 

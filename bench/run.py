@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -465,6 +466,10 @@ class Target:
     results: dict[str, Any] = field(default_factory=dict)
 
 
+# `--extra-args`: streamproxy flags added to every streamproxy target (e.g. --access-log).
+STREAMPROXY_EXTRA_ARGS: list[str] = []
+
+
 def start_target(
     name: str, procs: Processes, upstream: Upstream, redis: Redis, wrap: list[str] | None = None
 ) -> tuple[Target, float]:
@@ -484,7 +489,7 @@ def start_target(
             launcher = ["-m", "bench.experiments", "--patches", ",".join(patches)]
         argv = [PYTHON, *(wrap or []), *launcher, "run", "--host", "127.0.0.1", "--port", str(port),
                 "--admin-port", str(admin), "--upstream", up, "--redis-url", redis.url,
-                "--log-level", "warning"]  # fmt: skip
+                "--log-level", "warning", *STREAMPROXY_EXTRA_ARGS]  # fmt: skip
         ready = f"http://127.0.0.1:{admin}/readyz"
         counts = True
     elif name == "aiohttp-peer":
@@ -1143,7 +1148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-conns", type=int, help="connections of idle10k (default 10000)")
     parser.add_argument("--ws-clients", type=int, help="WebSockets of ws1000 (default 1000)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--extra-args",
+        default="",
+        help="streamproxy flags for every streamproxy target, e.g. --extra-args='--access-log'",
+    )
     args = parser.parse_args(argv)
+    STREAMPROXY_EXTRA_ARGS[:] = shlex.split(args.extra_args)
 
     plan = QUICK if args.quick else FULL
     plan = Plan(**{**plan.__dict__})

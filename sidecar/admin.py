@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from sidecar import __version__
-from sidecar.counting import Counter
+from sidecar.counter.base import Counter
 from sidecar.health import UpstreamHealth
 from sidecar.lifecycle import Lifecycle
 from sidecar.logs import LEVELS, current_level, set_level

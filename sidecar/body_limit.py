@@ -8,15 +8,14 @@ crosses the limit is not forwarded, the app's request is aborted (its connection
 returned to the pool, so the app sees a truncated body and not a complete one), and the client
 gets `413` if no response has started, else an aborted connection.
 
-How the protocol calls it (one `BodyLimit` per process, made from `settings.max_request_body`):
+Where the proxy port calls it (one `BodyLimit` per process, `ProxyContext.body_limit`):
 
-    # on_headers_complete
-    if body_limit.enabled and body_limit.declared_too_large(content_length):  # int or None
-        status, headers, body = too_large_response(); ... write, close; return
-    # on_body(chunk), with the running total including this chunk
-    self.body_received += len(chunk)
-    if body_limit.enabled and body_limit.crossed(self.body_received):
-        ... abort the upstream request, answer too_large_response() or abort ...; return
+- `ClientProtocol.on_headers_complete` (sidecar/proxy/protocol.py): a `Content-Length` body
+  with `declared_too_large(length)` is answered locally (`too_large_response()`, the same
+  bytes), never forwarded;
+- `Exchange.request_body` (sidecar/proxy/exchange.py) keeps the running total and compares it
+  with `max_bytes` itself (one int comparison per piece); past it, `Exchange._body_too_large`
+  counts the refusal in `refused`, aborts the app's connection and answers or aborts the client.
 """
 
 from __future__ import annotations
@@ -51,8 +50,6 @@ class BodyLimit:
         return True
 
 
-def too_large_response() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """The 413 the proxy answers itself; the connection closes after it."""
-    status, headers, body = error_response(413, BODY_TOO_LARGE)
-    headers.append((b"connection", b"close"))
-    return status, headers, body
+def too_large_response() -> bytes:
+    """The 413 the proxy answers itself, ready to write; the connection closes after it."""
+    return error_response(413, BODY_TOO_LARGE, close=True)

@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["inject"]:
         try:
-            from sidecar import inject
+            from sidecar.k8s import inject
         except ImportError as exc:
             print(
                 f"streamproxy: error: inject needs the Kubernetes client ({exc.name} missing): "

@@ -1,14 +1,16 @@
 """The guard rails of docs/guardrails.md, built once from `Settings` for the proxy-port protocol.
 
-Startup (server.py) makes one bundle and hands it to the protocol factory:
+Startup (server.py) makes one bundle and hands it to the proxy port's shared context:
 
-    guards = Guardrails.from_settings(settings, metrics)
+    guards = Guardrails.from_settings(settings, metrics, ACCESS_LOG)
+    ctx = ProxyContext(settings, loop, pool, counter, metrics, lifecycle, guards)
 
-and the protocol reads only these attributes, each documented in its own module:
-`request_ids` (sidecar/request_id.py, None when `--no-request-id`), `request_id_response`,
-`trusted_peers` (sidecar/trusted_peers.py), `in_flight` (sidecar/in_flight.py), `body_limit`
-(sidecar/body_limit.py) and `access_log` (sidecar/access_log.py, None when the log is off, so the
-per-request test is `if guards.access_log is not None`).
+and the proxy port (sidecar/proxy/, through the context's flattened attributes) reads only
+these, each documented in its own module: `request_ids` (sidecar/request_id.py, None when
+`--no-request-id`), `request_id_response`, `trusted_peers` (sidecar/trusted_peers.py),
+`in_flight` (sidecar/in_flight.py), `body_limit` (sidecar/body_limit.py) and `access_log`
+(sidecar/access_log.py, None when the log is off, so the per-request test is
+`if ctx.access_log is not None`).
 """
 
 from __future__ import annotations

@@ -5,17 +5,14 @@ straight away: nothing is queued, so an overloaded app sheds load instead of gro
 whose every request will time out anyway. A limit of 0 (the default) admits everything but
 still counts, so the in-flight gauge is the same number whichever way it is configured.
 
-How the protocol calls it (one `InFlightLimit` per process, made from `settings.max_in_flight`):
+Where the proxy port calls it (one `InFlightLimit` per process, `ProxyContext.in_flight`):
 
-    # on_headers_complete, after the request was counted (a shed request still counts) and
-    # before anything is sent to the app:
-    if not in_flight.try_acquire():
-        status, headers, body = overloaded_response()
-        ... write it, keep the connection (the request body, if any, is read and dropped) ...
-        return
-    # exactly once when the exchange ends, on every path (response done, upstream error,
-    # client gone); for an upgrade, when the tunnel closes: tunnels count while they last.
-    in_flight.release()
+- `Exchange.start` (sidecar/proxy/exchange.py), after the request was counted (a shed request
+  still counts) and before anything is sent to the app: `try_acquire()`, else the request is
+  answered `overloaded_response()` and the connection closes;
+- `Exchange._finish`, exactly once on every path (response done, upstream error, client gone,
+  body too large): `release()`; after a `101` the slot passes to the tunnel, and
+  `Tunnel._closed` (sidecar/proxy/tunnel.py) releases it: tunnels count while they last.
 
 `try_acquire`/`release` are a compare and an integer add: no lock, one event loop.
 """
@@ -25,7 +22,6 @@ from __future__ import annotations
 from sidecar.errors import error_response
 
 OVERLOADED = "overloaded"
-RETRY_AFTER_SECONDS = 1
 
 
 class InFlightLimit:
@@ -55,8 +51,6 @@ class InFlightLimit:
         self.in_flight -= 1
 
 
-def overloaded_response() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """The 503 of a shed request: status, headers (with Retry-After) and body."""
-    status, headers, body = error_response(503, OVERLOADED)
-    headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
-    return status, headers, body
+def overloaded_response(close: bool = True) -> bytes:
+    """The 503 of a shed request, ready to write (`Retry-After: 1`: sidecar.errors)."""
+    return error_response(503, OVERLOADED, close)

@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from sidecar.body_limit import BodyLimit
-from sidecar.counting import Counter
+from sidecar.counter.base import Counter
 from sidecar.errors import UPSTREAM_ERROR_REASONS
 from sidecar.in_flight import InFlightLimit
 
@@ -46,14 +46,15 @@ class ProxyMetrics:
         self.response_bytes = 0
         self.upstream_errors = dict.fromkeys(UPSTREAM_ERROR_REASONS, 0)
         self.in_flight = 0
-        self.websockets_open = 0
+        # Byte tunnels after a 101 (WebSocket or any other upgrade)
+        self.tunnels_open = 0
+        self.tunnels_opened = 0
+        self.tunnels_closed = 0
         # Guard rails and app timing (docs/guardrails.md), fed by the proxy-port protocol:
-        # `observe_upstream(seconds)` when the app's response head arrives; `tunnels_open`
-        # +1 after a 101, -1 when the tunnel closes; `in_flight_limit`, `body_limit` and
-        # `pool` are attached once at startup and read only at scrape time.
+        # `observe_upstream(seconds)` when the app's response head arrives; `in_flight_limit`,
+        # `body_limit` and `pool` are attached once at startup and read only at scrape time.
         self.upstream_latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.upstream_latency_sum = 0.0
-        self.tunnels_open = 0
         self.in_flight_limit: InFlightLimit | None = None
         self.body_limit: BodyLimit | None = None
         self.pool: PoolStats | None = None
@@ -106,11 +107,6 @@ def guardrail_families(m: ProxyMetrics) -> Iterator[Metric]:
         "Time from the request sent to the app to the app's response head.",
         buckets=_histogram(m.upstream_latency_counts),
         sum_value=m.upstream_latency_sum,
-    )
-    yield GaugeMetricFamily(
-        "streamproxy_tunnels_open",
-        "Upgraded connections (101: WebSocket or any other protocol) open now.",
-        value=m.tunnels_open,
     )
     limit = m.in_flight_limit
     yield CounterMetricFamily(
@@ -207,7 +203,17 @@ class _Collector(Collector):
         )
         yield from guardrail_families(m)
         yield GaugeMetricFamily(
-            "streamproxy_websockets_open", "WebSocket sessions open now.", value=m.websockets_open
+            "streamproxy_tunnels_open",
+            "Upgraded connections (WebSocket or other) relayed now.",
+            value=m.tunnels_open,
+        )
+        yield CounterMetricFamily(
+            "streamproxy_tunnels_opened",
+            "Upgraded connections opened (after the app's 101).",
+            value=m.tunnels_opened,
+        )
+        yield CounterMetricFamily(
+            "streamproxy_tunnels_closed", "Upgraded connections closed.", value=m.tunnels_closed
         )
         yield GaugeMetricFamily(
             "streamproxy_upstream_up", "1 when the app accepts connections.",

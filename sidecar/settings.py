@@ -71,8 +71,14 @@ class Settings(BaseSettings):
         4.0,
         description="Seconds an idle pooled connection to the app is kept (below the app's own).",
     )
-    upstream_client: Literal["aiohttp", "h1"] = Field(
-        "h1", description="HTTP client used toward the app (see docs/performance.md)."
+    pool_timeout: PositiveSeconds = Field(
+        5.0, description="Max seconds a request waits for a free upstream connection (then 503)."
+    )
+    send_timeout: PositiveSeconds = Field(
+        60.0, description="Max seconds a client may stop reading a response before it is dropped."
+    )
+    backlog: Annotated[int, Field(ge=1)] = Field(
+        4096, description="Listen backlog of the proxy port (connections waiting to be accepted)."
     )
     health_interval: PositiveSeconds = Field(
         1.0, description="Seconds between background reachability checks of the app."

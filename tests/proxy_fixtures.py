@@ -133,15 +133,11 @@ class Proxy(Process):
         self.port, self.admin_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_url = f"http://127.0.0.1:{self.admin_port}"
-        # STREAMPROXY_TEST_UPSTREAM_CLIENT runs the whole suite against another client.
-        client = os.environ.get("STREAMPROXY_TEST_UPSTREAM_CLIENT")
-        chosen = ["--upstream-client", client] if client else []
         super().__init__(
             [
                 *_python("sidecar"),
                 *("run", "--host", "127.0.0.1", "--upstream", upstream),
                 *("--port", str(self.port), "--admin-port", str(self.admin_port)),
-                *chosen,
                 *extra,
             ],
             log,

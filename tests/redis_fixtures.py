@@ -34,8 +34,8 @@ from typing import Any
 import pytest
 import redis
 
-from sidecar.counting import Counter
-from sidecar.redis_counter import RedisCounter
+from sidecar.counter.base import Counter
+from sidecar.counter.redis_store import RedisCounter
 from sidecar.settings import Settings
 
 ENV_BINARY = "STREAMPROXY_TEST_REDIS_SERVER"

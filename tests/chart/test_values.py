@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from sidecar import __version__
-from sidecar.k8s_sidecar import chart_file, chart_value
+from sidecar.k8s.sidecar import chart_file, chart_value
 from sidecar.settings import Settings
 from tests.chart.helm import CHART
 from tests.chart.values_doc import BEGIN, DOC, END, VALUES, documented_keys, leaves, table
@@ -63,7 +63,7 @@ def test_every_setting_is_a_chart_value_of_the_same_name(field: str) -> None:
 def test_schema_enums_match_settings() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     proxy = schema["properties"]["proxy"]["properties"]
-    for field, key in (("log_level", "logLevel"), ("upstream_client", "upstreamClient")):
+    for field, key in (("log_level", "logLevel"),):
         annotation = Settings.model_fields[field].annotation
         assert proxy[key]["enum"] == list(get_args(annotation)), field
 
@@ -80,7 +80,7 @@ def test_schema_covers_every_value() -> None:
 
 
 def test_sidecar_definition_file_is_current() -> None:
-    """files/sidecar.yaml is what sidecar/k8s_sidecar.py defines (`make manifests` writes it)."""
+    """files/sidecar.yaml is what sidecar/k8s/sidecar.py defines (`make manifests` writes it)."""
     current = (CHART / "files" / "sidecar.yaml").read_text()
     assert current == chart_file(), "charts/streamproxy/files/sidecar.yaml is stale: make manifests"
 

@@ -52,7 +52,7 @@ COUNTER_KEY = "streamproxy:requests"
 SELECTOR = f"app.kubernetes.io/name=streamproxy,app.kubernetes.io/instance={RELEASE}"
 NODE_PORT = 30080  # mapped to 127.0.0.1:30080 by kind-config.yaml
 STATUS_KEYS = {"counter", "uptime", "upstream", "redis", "pending", "version"}
-# The sidecar's readiness probe (sidecar/k8s_sidecar.py PROBES): every 2 s, 2 failures.
+# The sidecar's readiness probe (sidecar/k8s/sidecar.py PROBES): every 2 s, 2 failures.
 READINESS_PERIOD, READINESS_FAILURES = 2, 2
 # The --set values of each install (tests/e2e/test_harness.py renders them all offline).
 TWO_REPLICAS = ("replicaCount=2",)

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidecar.inject import main
+from sidecar.k8s.inject import main
 
 TESTDATA = Path(__file__).parent / "testdata"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar.k8s_sidecar import go_number
+from sidecar.k8s.sidecar import go_number
 from tests.inject.runner import TESTDATA, run_inject
 
 POD = """apiVersion: v1

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sidecar.k8s_sidecar import chart_value
+from sidecar.k8s.sidecar import chart_value
 from sidecar.settings import Settings
 from tests.chart.helm import render, sidecar
 from tests.chart.test_values import NOT_VALUES
@@ -53,7 +53,9 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "keepalive_timeout": 30.0,
             "upstream_pool_size": 64,
             "upstream_keepalive": 0.5,
-            "upstream_client": "h1",
+            "pool_timeout": 1.5,
+            "send_timeout": 20.0,
+            "backlog": 8192,
             "health_interval": 0.25,
             "redis_url": "redis://r:6379",
             "redis_sentinels": "s1:26379,s2:26379",

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.admin import AdminState, _is_loopback, create_admin_app
-from sidecar.counting import LocalCounter
+from sidecar.counter.base import LocalCounter
 from sidecar.health import UpstreamHealth
 from sidecar.lifecycle import Lifecycle
 from sidecar.metrics import ProxyMetrics, make_registry

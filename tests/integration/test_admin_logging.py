@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 
 from sidecar.admin import AdminState, create_admin_app
-from sidecar.counting import LocalCounter
+from sidecar.counter.base import LocalCounter
 from sidecar.health import UpstreamHealth
 from sidecar.lifecycle import Lifecycle
 from sidecar.logs import current_level

@@ -9,7 +9,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from sidecar.redis_counter import RedisCounter
+from sidecar.counter.redis_store import RedisCounter
 from tests.redis_fixtures import (
     ClusterSetup,
     RedisServer,

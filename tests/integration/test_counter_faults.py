@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
-from sidecar.redis_counter import RedisCounter
+from sidecar.counter.redis_store import RedisCounter
 from tests.faultproxy import FaultProxy, Mode
 from tests.redis_fixtures import RedisServer, counter_value, eventually, paced_traffic, report
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from sidecar.redis_counter import RedisCounter
+from sidecar.counter.redis_store import RedisCounter
 from tests.redis_fixtures import (
     SentinelSetup,
     ServerFactory,

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from sidecar.redis_counter import RedisCounter
+from sidecar.counter.redis_store import RedisCounter
 from tests.faultproxy import FaultProxy
 from tests.redis_fixtures import RedisServer, counter_value, eventually, report
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sidecar.counting import LocalCounter
+from sidecar.counter.base import LocalCounter
 from sidecar.metrics import ProxyMetrics, make_registry
 
 

@@ -7,9 +7,9 @@ import socket
 import pytest
 from redis.crc import key_slot
 
-from sidecar.counting import make_counter
-from sidecar.redis_connect import key_names, parse_target
-from sidecar.redis_counter import RedisCounter
+from sidecar.counter.base import make_counter
+from sidecar.counter.redis_client import key_names, parse_target
+from sidecar.counter.redis_store import RedisCounter
 from sidecar.settings import Settings
 
 CLOSED = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connecting fails at once
@@ -100,7 +100,7 @@ async def test_counts_before_any_flush() -> None:
 async def test_unconfirmed_flush_is_retried_unchanged_and_not_merged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("sidecar.redis_counter.CLOSE_TIMEOUT", 0.3)
+    monkeypatch.setattr("sidecar.counter.redis_store.CLOSE_TIMEOUT", 0.3)
     counter = RedisCounter(Settings(redis_url=CLOSED))
     for _ in range(3):
         counter.incr()

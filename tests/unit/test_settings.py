@@ -23,6 +23,9 @@ def test_defaults_match_the_contract() -> None:
     assert (settings.drain_seconds, settings.shutdown_timeout) == (0, 30)
     assert settings.log_level == "info"
     assert settings.effective_admin_host == "0.0.0.0"
+    # The proxy port's own timeouts and its listen backlog (a connection storm waits there).
+    assert (settings.send_timeout, settings.pool_timeout) == (60, 5)
+    assert settings.backlog >= 4096
 
 
 def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,6 +52,12 @@ def test_upstream_is_normalised_to_scheme_host_port() -> None:
         (["--read-timeout", "-1"], "--read-timeout"),
         (["--connect-timeout", "0"], "--connect-timeout"),
         (["--drain-seconds", "-3"], "--drain-seconds"),
+        (["--send-timeout", "0"], "--send-timeout"),
+        (["--send-timeout", "-1"], "--send-timeout"),
+        (["--pool-timeout", "0"], "--pool-timeout"),
+        (["--pool-timeout", "never"], "--pool-timeout"),
+        (["--backlog", "0"], "--backlog"),
+        (["--backlog", "1.5"], "--backlog"),
         (["--redis-url", "http://redis:6379"], "--redis-url"),
         (["--redis-sentinels", "a:1"], "--redis-sentinel"),
         (["--redis-sentinels", "nonsense", "--redis-sentinel-master", "m"], "--redis-sentinels"),

@@ -1,6 +1,6 @@
 {{/*
 The streamproxy sidecar container, in either mode: the one definition of its fixed parts and
-variables is sidecar/k8s_sidecar.py (what `streamproxy inject` adds), written to
+variables is sidecar/k8s/sidecar.py (what `streamproxy inject` adds), written to
 files/sidecar.yaml by `make manifests`; this template only fills in the values.
 tests/inject/test_parity.py asserts that chart and injector give equal containers.
 Unset (null or empty) values are left out, so the binary's own default applies.

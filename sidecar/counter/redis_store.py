@@ -29,8 +29,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
-from sidecar.counting import CounterStats, RedisState
-from sidecar.redis_connect import build_client, key_names, parse_target
+from sidecar.counter.base import CounterStats, RedisState
+from sidecar.counter.redis_client import build_client, key_names, parse_target
 from sidecar.settings import Settings
 
 logger = logging.getLogger("streamproxy.counter")

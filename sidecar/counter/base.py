@@ -1,8 +1,8 @@
 """The request counter seam: what the proxy and the admin port need from a counter.
 
-The forwarder calls `incr()` once per request: a plain integer increment, never I/O. A counter
-that talks to Redis flushes those increments from a background task (see `sidecar.redis_counter`).
-With no Redis URL, `LocalCounter` keeps the count in this process only.
+Each request that reaches the forwarder calls `incr()` once: a plain integer increment, never
+I/O. A counter that talks to Redis flushes those increments from a background task (see
+`sidecar.counter.redis_store`). With no Redis URL, `LocalCounter` counts in this process only.
 """
 
 from __future__ import annotations
@@ -99,6 +99,6 @@ class LocalCounter:
 def make_counter(settings: Settings) -> Counter:
     if settings.redis_url is None and settings.redis_sentinels is None:
         return LocalCounter()
-    from sidecar.redis_counter import RedisCounter
+    from sidecar.counter.redis_store import RedisCounter
 
     return RedisCounter(settings)

@@ -4,7 +4,7 @@ Like `linkerd inject`: reads files, directories and `-` (stdin), multi-document 
 writes the YAML to stdout and one report line per object to stderr. Injecting is idempotent: an
 existing `streamproxy` container (native or classic) is removed before the new one is added, so
 injecting twice gives what injecting once gives. The container itself comes from
-`sidecar.k8s_sidecar`, the same definition the Helm chart renders.
+`sidecar.k8s.sidecar`, the same definition the Helm chart renders.
 
 Exit codes: 0 done, 1 an input could not be read or holds something that is not a manifest,
 2 invalid options (a short message naming the option, as `streamproxy run` does).
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from sidecar.cli import EXIT_CONFIG_ERROR, METAVARS, describe_validation_error, flag_name
-from sidecar.k8s_sidecar import (
+from sidecar.k8s.sidecar import (
     DEFAULT_IMAGE,
     DEFAULT_RESOURCES,
     K8S_DEFAULTS,

@@ -64,7 +64,7 @@ SPECIAL_SOURCES = {
     "pod_name": "podName",  # the Downward API
 }
 CHART_FILE_HEADER = (
-    "# Generated from sidecar/k8s_sidecar.py by `make manifests`: do not edit.\n"
+    "# Generated from sidecar/k8s/sidecar.py by `make manifests`: do not edit.\n"
     "# The streamproxy sidecar's fixed parts and variables, rendered by _sidecar.tpl.\n"
 )
 # Key order of the rendered container, for readable output.
