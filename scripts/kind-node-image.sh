@@ -58,7 +58,7 @@ IMAGE_TAR="$CACHE/image-${RECIPE_HASH}.tar"
 MINBASE_TAG="streamproxy-kind-minbase:${DEBIAN_SUITE}"
 K8S_CMDS=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
 
-log() { printf 'kind-node-image: %s\n' "$*" >&2; }
+log() { printf 'kind-node-image: [%s] %s\n' "$(date -u +%T)" "$*" >&2; }
 die() { log "$*"; exit 1; }
 now() { date +%s; }
 
@@ -374,6 +374,8 @@ build_node() {
     rm -f "$CACHE"/image-*.tar
     $DOCKER save -o "$IMAGE_TAR.tmp" "$TAG"
     mv -f "$IMAGE_TAR.tmp" "$IMAGE_TAR"
+    # Build contexts and the control-plane tar are inside the image now (and rebuilt in seconds).
+    rm -rf "$CACHE/ctx-node" "$CACHE/ctx-images" "$CACHE/images.tar"
 }
 
 main() {

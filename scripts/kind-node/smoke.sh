@@ -26,6 +26,7 @@ cleanup() {
     [[ "${SMOKE_KEEP:-0}" == 1 ]] || k delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+trap 'echo "smoke: FAIL at line $LINENO: $BASH_COMMAND"' ERR
 
 k wait --for=condition=Ready node --all --timeout=120s >/dev/null && ok "nodes Ready: $(k get nodes --no-headers | awk '{print $1"="$2"("$5")"}' | xargs)"
 k -n kube-system wait --for=condition=Ready pod --all --timeout=180s >/dev/null
@@ -39,7 +40,9 @@ $DOCKER save -o "$tmp/image.tar" "$IMAGE"
 "$root/scripts/e2e-cluster.sh" kind load image-archive "$tmp/image.tar" >/dev/null
 ok "kind load image-archive $IMAGE"
 
-k create namespace "$NS" >/dev/null 2>&1 || true
+# A namespace left by an earlier run (possibly still terminating) goes first.
+k delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null
+k create namespace "$NS" >/dev/null
 k -n "$NS" apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
@@ -79,7 +82,7 @@ kinds="$(k -n "$NS" get pod app -o jsonpath='{.spec.initContainers[0].restartPol
 ok "native sidecar running beside the app (initContainer restartPolicy Always, started, ready), image pulled: never"
 
 # Cluster DNS from a pod (and the sidecar answers the app over localhost, as in a real pod).
-out="$(k -n "$NS" exec app -c app -- python3 -c "
+out="$(timeout 60 "$KUBECTL" -n "$NS" exec app -c app -- python3 -c "
 import socket, urllib.request
 print(socket.gethostbyname('kubernetes.default.svc.cluster.local'))
 print(urllib.request.urlopen('http://127.0.0.1:9000/', timeout=5).status)")"
@@ -88,9 +91,14 @@ svcip="$(k get svc kubernetes -o jsonpath='{.spec.clusterIP}')"
 [[ "$(sed -n 2p <<<"$out")" == 200 ]] || fail "sidecar over localhost: $out"
 ok "DNS: kubernetes.default.svc.cluster.local -> $svcip from a pod; app -> sidecar on localhost:9000"
 
-# Service by name from another pod-side view (ClusterIP through kube-proxy).
-out="$(k -n "$NS" exec app -c app -- python3 -c "
-import urllib.request; print(urllib.request.urlopen('http://app.$NS.svc.cluster.local/', timeout=5).read().decode().strip())")"
+# The Service by name from a pod (ClusterIP through kube-proxy; its rules can lag the pod's
+# readiness by a sync period, hence the retries).
+for i in $(seq 1 20); do
+    out="$(timeout 30 "$KUBECTL" -n "$NS" exec app -c app -- python3 -c "
+import urllib.request; print(urllib.request.urlopen('http://app.$NS.svc.cluster.local/', timeout=3).read().decode().strip())" 2>&1 || true)"
+    [[ "$out" == smoke-ok ]] && break
+    sleep 1
+done
 [[ "$out" == smoke-ok ]] || fail "ClusterIP by name: $out"
 ok "ClusterIP Service by DNS name from a pod"
 
