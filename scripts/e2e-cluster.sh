@@ -159,7 +159,8 @@ kind_env_path() {
     local drop; drop="$(missing_caps)"
     if [[ -z "$drop" || -n "${E2E_NO_DOCKER_SHIM:-}" ]]; then echo "$PATH"; return; fi
     local dir="$STATE/docker-shim" real
-    real="$(command -v docker)"
+    # The real client, never this shim itself (it is on PATH after `eval "$(... env)"`).
+    real="$(PATH="$(printf '%s' "$PATH" | tr ':' '\n' | grep -vxF "$dir" | paste -sd:)" command -v docker)"
     # the kubelet reads /dev/kmsg (its OOM watcher), one of the host devices --privileged exposes
     local kmsg=""; [[ -c /dev/kmsg ]] && kmsg="--device=/dev/kmsg"
     mkdir -p "$dir"
