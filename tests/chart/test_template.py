@@ -458,7 +458,10 @@ def test_helm_test_pod_uses_streamproxy_check() -> None:
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     # Not hook-succeeded: `helm test --logs` reads the pod after it succeeds (helm#9098).
     assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation"
-    service, status = pod["spec"]["containers"]
+    # One container (the other checks run before it as init containers): `helm test --logs`
+    # cannot read a pod of several containers without a name, and helm names none.
+    [service] = pod["spec"]["initContainers"]
+    [status] = pod["spec"]["containers"]
     for container in (service, status):
         assert container["image"] == "streamproxy:0.1.0"
         assert container["args"][0] == "check"
@@ -467,6 +470,7 @@ def test_helm_test_pod_uses_streamproxy_check() -> None:
     assert status["args"][-3:] == [f"http://{FULLNAME}:15020/status", "--expect-json", "counter"]
     hidden = find(render(values={"service": {"exposeAdmin": False}}), "Pod")
     assert [c["name"] for c in hidden["spec"]["containers"]] == ["check-service"]
+    assert "initContainers" not in hidden["spec"]
 
 
 def test_notes_have_port_forward_and_curl() -> None:

@@ -8,6 +8,7 @@ namespace (see conftest.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,11 +163,12 @@ def wait_count(kube: Kube, expected: int) -> int:
     return seen[-1]
 
 
-def steady_traffic(kube: Kube) -> KeepAliveTraffic:
-    traffic = KeepAliveTraffic("127.0.0.1", NODE_PORT)
-    traffic.__enter__()
-    wait_for(lambda: traffic.ok >= 50, 60, what=f"steady traffic ({traffic.summary()})")
-    return traffic
+@contextlib.contextmanager
+def steady_traffic() -> Iterator[KeepAliveTraffic]:
+    """Keep-alive traffic through the NodePort, flowing (50 answers) before the body runs."""
+    with KeepAliveTraffic("127.0.0.1", NODE_PORT) as traffic:
+        wait_for(lambda: traffic.ok >= 50, 60, what=f"steady traffic ({traffic.summary()})")
+        yield traffic
 
 
 def old_pods_gone(kube: Kube, before: set[str], replicas: int = 2) -> bool:
@@ -229,6 +232,8 @@ def test_readme_steps_port_forward_to_status(cluster: str, image: str) -> None:
         if forwarder is not None:
             forwarder.terminate()
             forwarder.wait(timeout=10)
+            if forwarder.stdout is not None:
+                forwarder.stdout.close()
         kube.helm("uninstall", RELEASE, "--wait", check=False, timeout=300)
         kube.kubectl("delete", "namespace", namespace, "--wait=true", check=False, timeout=240)
 
@@ -272,7 +277,7 @@ def test_upgrade_then_rollback_under_keepalive_traffic(kube: Kube, chart: Path) 
     fails, and Redis counts each one exactly once."""
     install(kube, chart, *BEHIND_NODE_PORT)
     first = set(kube.pods(SELECTOR))
-    with steady_traffic(kube) as traffic:
+    with steady_traffic() as traffic:
         install(kube, chart, *ROLLOUT, command="upgrade")
         wait_rollout(kube)
         wait_for(lambda: old_pods_gone(kube, first), 240, interval=2, what="first pods gone")
@@ -295,7 +300,7 @@ def test_pod_deleted_under_keepalive_traffic_fails_nothing_and_loses_no_count(
     install(kube, chart, *BEHIND_NODE_PORT)
     before = set(kube.pods(SELECTOR))
     victim = sorted(before)[0]
-    with steady_traffic(kube) as traffic:
+    with steady_traffic() as traffic:
         kube.kubectl("delete", "pod", victim, "--wait=true", "--timeout=3m", timeout=240)
         wait_rollout(kube)
         served_after = traffic.ok
@@ -312,7 +317,7 @@ def test_redis_restarted_mid_traffic_counts_exact_once_back(kube: Kube, chart: P
     install(kube, chart, *BEHIND_NODE_PORT, *PERSISTENT_REDIS)
     redis_before = set(kube.pods(REDIS_SELECTOR))
     assert len(redis_before) == 1
-    with steady_traffic(kube) as traffic:
+    with steady_traffic() as traffic:
         kube.kubectl("rollout", "restart", f"deployment/{REDIS}")
         wait_rollout(kube, REDIS)
         served_after = traffic.ok
