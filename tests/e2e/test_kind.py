@@ -214,8 +214,13 @@ def test_readme_steps_port_forward_to_status(cluster: str, image: str) -> None:
     try:
         subprocess.run(helm_install, shell=True, check=True, env=env, cwd=ROOT, timeout=420)
         assert forward.endswith("&")
+        # `exec`: the shell becomes kubectl, so stopping it stops the port-forward itself.
         forwarder = subprocess.Popen(
-            forward.removesuffix("&"), shell=True, env=env, cwd=ROOT, stdout=subprocess.PIPE
+            "exec " + forward.removesuffix("&"),
+            shell=True,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
         )
         assert forwarder.stdout is not None
         assert b"Forwarding from 127.0.0.1:15020" in forwarder.stdout.readline()
