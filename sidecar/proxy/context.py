@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from sidecar.access_log import ACCESS_LOG
+from sidecar.access_log import AccessLog
 from sidecar.counter.base import Counter
 from sidecar.guardrails import Guardrails
 from sidecar.lifecycle import Lifecycle
@@ -52,8 +52,8 @@ class ProxyContext:
         self.read_timeout = settings.read_timeout
         # Guard rails (docs/guardrails.md), flattened: one attribute read on the request path.
         # Each is decided once here; a feature that is off is None (or False) and costs a test.
-        if guards is None:
-            guards = Guardrails.from_settings(settings, metrics, ACCESS_LOG)
+        if guards is None:  # a context made on its own (tests): never the process's log buffer
+            guards = Guardrails.from_settings(settings, metrics, AccessLog())
         self.guards = guards
         self.request_ids = guards.request_ids
         self.request_id_response = guards.request_id_response

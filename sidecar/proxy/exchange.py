@@ -297,11 +297,12 @@ class Exchange:
         )
         self.close = close
         parts = [status_line(status)]
-        id_line = self._id_line()
-        if id_line:
-            # Ours replaces the app's own echo: one X-Request-Id, the one the app was given.
-            headers = [header for header in headers if header[0] != b"x-request-id"]
-            parts.append(id_line)
+        if self.ctx.request_id_response:  # the common case (off) costs this one test
+            id_line = self._id_line()
+            if id_line:
+                # Ours replaces the app's own echo: one X-Request-Id, the one the app was given.
+                headers = [header for header in headers if header[0] != b"x-request-id"]
+                parts.append(id_line)
         response_headers(parts, headers, tokens, kind == framing.LENGTH or kind == framing.NO_BODY)
         if kind == framing.CHUNKED:
             parts.append(_CHUNKED_LINE)

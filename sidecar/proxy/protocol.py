@@ -102,7 +102,7 @@ class ClientProtocol(asyncio.Protocol):
         self._last_read = 0.0
         self._in_head = True
         self._raw_head = 0
-        self._heads = 0  # request heads parsed on this connection
+        self._boundaries = 0  # heads and messages completed on this connection
         # An Upgrade request with a body is served as HTTP/1.1 (RFC 9110 §7.8: the server may
         # ignore Upgrade). llhttp stops before such a body: a fresh parser, primed with a
         # head of the same framing, reads it on.
@@ -140,7 +140,7 @@ class ClientProtocol(asyncio.Protocol):
             self._stash += data
             return
         self._last_read = self.loop.time()
-        heads = self._heads
+        boundaries = self._boundaries
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -162,9 +162,13 @@ class ClientProtocol(asyncio.Protocol):
             self._refuse(_Refused(400, "bad_request"))
             return
         if self._in_head:
-            # Bytes of an unfinished head. A head that completed in this read makes the count
-            # uncertain: start again (one read is at most the transport's buffer).
-            self._raw_head = 0 if heads != self._heads else self._raw_head + len(data)
+            # Bytes of an unfinished head. A head or a message that ended in this read (a body's
+            # tail, pipelined requests) makes the count uncertain: start again (one read is at
+            # most the transport's buffer). Else the whole read was head.
+            if boundaries != self._boundaries:
+                self._raw_head = 0
+            else:
+                self._raw_head += len(data)
             if self._raw_head > _RAW_HEAD_LIMIT:
                 # Not drained: a line that never ends would be read for ever.
                 self._refuse(_Refused(431, "header_too_large"), linger=False)
@@ -257,7 +261,7 @@ class ClientProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._raw_head = 0
-        self._heads += 1
+        self._boundaries += 1
         if self._priming:
             self._priming = False
             return
@@ -343,6 +347,7 @@ class ClientProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._body_after_upgrade is not None:
             return  # llhttp skipped the body: the primed parser ends this message
+        self._boundaries += 1
         self._in_head = True
         exchange = self._reading
         self._reading = None

@@ -437,6 +437,28 @@ def test_chunked_body_crossing_the_limit_is_413_and_the_app_sees_it_aborted(
     assert metrics(proxy)["streamproxy_requests_too_large_total"] == 1
 
 
+def test_pipelined_chunked_body_over_the_limit_is_413_in_turn(
+    app_factory: Callable[..., ScriptedApp], proxy_factory: Callable[..., Proxy]
+) -> None:
+    """A chunked body that crosses the limit while its request waits behind another
+    (pipelined, RFC 9112 §9.3.2): the first is answered, then the 413, in request order; the
+    app sees only the first."""
+    app = recording_app(app_factory)
+    proxy = proxy_factory(app.url, "--max-request-body", "100")
+    with RawClient(proxy.port) as client:
+        client.send(
+            b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3c\r\n" + b"a" * 60 + b"\r\n3c\r\n" + b"b" * 60 + b"\r\n0\r\n\r\n"
+        )
+        first = client.read_response()
+        assert first.status == 200 and first.body == b"ok"
+        second = client.read_response()
+        assert second.status == 413
+        assert second.header(b"x-streamproxy-error") == b"body_too_large"
+    assert len(app.requests) == 1 and app.requests[0].startswith(b"GET /first")
+
+
 def test_chunked_body_crossing_the_limit_after_the_response_started_aborts_the_client(
     app_factory: Callable[..., ScriptedApp], proxy_factory: Callable[..., Proxy]
 ) -> None:

@@ -519,3 +519,29 @@ def test_a_burst_of_pipelined_requests_is_answered_in_order(
         assert [client.read_response().body for _ in paths] == paths
         client.send(get(b"after"))
         assert client.read_response().body == b"/after"  # the connection was never refused
+
+
+def test_a_body_tail_read_at_once_is_not_mistaken_for_a_head(
+    app_factory: Callable[..., ScriptedApp], proxy_factory: Callable[..., Proxy]
+) -> None:
+    """RFC 9112 §6.3 / §9.3: after a body ends, the connection carries the next request; the
+    header-size guard (RFC 6585 §5) counts head bytes only, never the body's last read."""
+
+    async def script(conn: AppConn) -> None:
+        while True:
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+            app.record("head")
+            if b"content-length: 200000" in head.lower():
+                await conn.reader.readexactly(200_000)
+            await conn.send(OK)
+
+    app = app_factory(script)
+    proxy = proxy_factory(app.url)
+    with RawClient(proxy.port) as client:
+        client.send(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n")
+        wait_until(lambda: app.events == ["head"], WAIT, "the head to reach the app")
+        client.send(b"b" * 200_000)  # one read on the proxy's side, most likely
+        assert client.read_response().body == b"ok"
+        client.send(get(b"next"))
+        response = client.read_response()
+        assert response.status == 200, response.raw[:200]
