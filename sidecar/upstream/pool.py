@@ -191,15 +191,13 @@ class Pool:
 
     def lost(self, conn: UpstreamConnection) -> None:
         """The connection closed (either side): its slot is free again."""
-        self._busy.discard(conn)
-        if conn.counted:
-            conn.counted = False
-            self._count -= 1
-            if self._waiters:
-                self._wake_waiter()
+        self._free_slot(conn)
 
     def detach(self, conn: UpstreamConnection) -> None:
         """An upgraded connection leaves the pool: tunnels are limited by descriptors only."""
+        self._free_slot(conn)
+
+    def _free_slot(self, conn: UpstreamConnection) -> None:
         self._busy.discard(conn)
         if conn.counted:
             conn.counted = False
