@@ -326,7 +326,7 @@ node_context() {
     find "$ctx/files" -type f -exec chmod 0644 {} +
     chmod 0755 "$ctx/files/usr/local/bin/"* "$ctx/files/kind/bin/"*
     cp "$CACHE/bin/k8s/"{kubeadm,kubelet,kubectl} "$CACHE/bin/crictl" "$ctx/bin/"
-    cp -r "$support/cni" "$support/sysctl" "$support/node-entrypoint" "$ctx/support/"
+    cp -r "$support/cni" "$support/sysctl" "$support/storage" "$support/node-entrypoint" "$ctx/support/"
     echo "$ctx"
 }
 

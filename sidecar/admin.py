@@ -1,4 +1,4 @@
-"""The admin port: /status, /livez, /readyz, /metrics, /logging and POST /quitquitquit.
+"""The admin port: /status, /livez, /readyz, /metrics, /logging, /drain and POST /quitquitquit.
 
 Starlette is fine here: probes and scrapes are rare, and none of this is on the proxy path.
 Readiness comes from cached state (the background upstream check and the draining flag), so a
@@ -7,8 +7,13 @@ probe never causes a request to the app. Redis never decides readiness.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import ipaddress
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +30,8 @@ from sidecar.lifecycle import Lifecycle
 from sidecar.logs import LEVELS, current_level, set_level
 
 logger = logging.getLogger("streamproxy.admin")
+
+MAX_DRAIN_WAIT = 3600.0  # a preStop hook longer than an hour is a mistake, not a drain
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -55,11 +62,15 @@ class AdminState:
         health: UpstreamHealth,
         lifecycle: Lifecycle,
         registry: CollectorRegistry,
+        close_idle: Callable[[], int] = lambda: 0,
+        drain_token: str | None = None,
     ) -> None:
         self.counter = counter
         self.health = health
         self.lifecycle = lifecycle
         self.registry = registry
+        self.close_idle = close_idle  # ProxyContext.close_idle
+        self.drain_token = drain_token
 
     def ready(self) -> bool:
         return is_ready(self.health, self.lifecycle)
@@ -76,6 +87,7 @@ def create_admin_app(state: AdminState) -> Starlette:
             "redis": state.counter.redis_state,
             "pending": state.counter.pending,
             "draining": state.lifecycle.draining,
+            "closing": state.lifecycle.closing,
             "version": __version__,
         }
         return JSONResponse(body, status_code=200 if ready else 503)
@@ -98,6 +110,35 @@ def create_admin_app(state: AdminState) -> Starlette:
             return PlainTextResponse("forbidden: loopback only\n", status_code=403)
         state.lifecycle.begin_shutdown("quitquitquit")
         return PlainTextResponse("shutting down\n")
+
+    async def drain(request: Request) -> Response:
+        # The app container's preStop hook (an httpGet, run by the kubelet: works in distroless
+        # images). A native sidecar hears of the pod's end only once the app has exited; this
+        # tells it while the app still serves: keep-alive clients are sent `Connection: close`
+        # for `seconds`, then the idle ones are closed, and only then does the kubelet stop
+        # the app. The worst a stranger can do with it is make clients reconnect: a token
+        # (--drain-token) shuts even that off.
+        client = request.client.host if request.client else None
+        token = state.drain_token
+        if not _is_loopback(client) and token is not None:
+            sent = request.headers.get("x-streamproxy-drain-token", "")
+            if not hmac.compare_digest(sent.encode(), token.encode()):
+                return PlainTextResponse("forbidden: drain token\n", status_code=403)
+        try:
+            seconds = float(request.query_params.get("seconds", "0"))
+        except ValueError:
+            seconds = math.nan
+        if not 0 <= seconds <= MAX_DRAIN_WAIT:
+            return JSONResponse(
+                {"error": f"seconds: a number from 0 to {MAX_DRAIN_WAIT}"}, status_code=400
+            )
+        state.lifecycle.begin_closing(f"/drain from {client}")
+        if seconds:
+            # SIGTERM meanwhile (a classic sidecar hears it with the app): stop waiting.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.lifecycle.wait_for_shutdown(), seconds)
+        closed = state.close_idle()
+        return JSONResponse({"closing": True, "waited": seconds, "idle_closed": closed})
 
     async def get_logging(request: Request) -> Response:
         return JSONResponse({"level": current_level(), "levels": list(LEVELS)})
@@ -125,5 +166,6 @@ def create_admin_app(state: AdminState) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/quitquitquit", quitquitquit, methods=["POST"]),
+            Route("/drain", drain, methods=["GET", "POST"]),
         ]
     )

@@ -4,9 +4,12 @@ The proxy port is our own protocol (`sidecar.proxy.protocol.ClientProtocol`) on 
 `loop.create_server`; the admin port is Starlette on uvicorn, where their cost doesn't matter.
 Both share one event loop. Signals are ours, because shutdown is a sequence (CONTRACT §4):
 
+    GET /drain?seconds=N (the app's preStop hook; a native sidecar is stopped after the app)
+      -> every response with `Connection: close` (Lifecycle.closing), idle ones closed after N s
     SIGTERM / SIGINT / POST /quitquitquit
       -> readiness 503 at once (Lifecycle.draining)
-      -> keep serving for --drain-seconds, every response with `Connection: close`
+      -> keep serving for --drain-seconds (less what /drain already drained), every response
+         with `Connection: close`
       -> proxy listener closes, idle keep-alive connections close,
          in-flight requests finish (at most --shutdown-timeout), the rest are reset
       -> pending counts flushed -> admin port closes -> exit 0
@@ -113,7 +116,21 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
         metrics, counter, lambda: health.up, lambda: is_ready(health, lifecycle)
     )
     admin = _Server(
-        _admin_config(create_admin_app(AdminState(counter, health, lifecycle, registry)), settings)
+        _admin_config(
+            create_admin_app(
+                AdminState(
+                    counter,
+                    health,
+                    lifecycle,
+                    registry,
+                    close_idle=ctx.close_idle,
+                    drain_token=(
+                        settings.drain_token.get_secret_value() if settings.drain_token else None
+                    ),
+                )
+            ),
+            settings,
+        )
     )
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -149,10 +166,12 @@ async def serve(settings: Settings, proxy_sock: socket.socket, admin_sock: socke
         exit_code = 1
     shutdown.cancel()
 
-    if settings.drain_seconds > 0:
-        # Every response now says `Connection: close` (Lifecycle.draining).
-        logger.info("draining", extra={"seconds": settings.drain_seconds})
-        await asyncio.sleep(settings.drain_seconds)
+    # Every response now says `Connection: close` (Lifecycle.closing); a drain begun earlier by
+    # the app's preStop hook (/drain) counts towards --drain-seconds.
+    drain_left = lifecycle.drain_left(settings.drain_seconds)
+    if drain_left > 0:
+        logger.info("draining", extra={"seconds": round(drain_left, 3)})
+        await asyncio.sleep(drain_left)
 
     proxy.close()
     await ctx.shut_down(settings.shutdown_timeout)

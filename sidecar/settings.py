@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     shutdown_timeout: Seconds = Field(
         30.0, description="Then wait at most this long for in-flight requests."
     )
+    drain_token: SecretStr | None = Field(
+        None,
+        description="Admin /drain from other than loopback must send it in "
+        "X-Streamproxy-Drain-Token (unset = any address may).",
+    )
 
     # Logging
     log_level: LogLevel = Field("info", description="Log level; logs are JSON lines on stderr.")
@@ -157,6 +162,15 @@ class Settings(BaseSettings):
     @classmethod
     def _check_trusted_proxies(cls, value: str) -> str:
         return normalise_trusted_proxies(value)
+
+    @field_validator("drain_token")
+    @classmethod
+    def _check_drain_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if not all("!" <= char <= "~" for char in value.get_secret_value()):
+            raise ValueError("must be printable ASCII without spaces (it is sent as a header)")
+        return value
 
     @field_validator("upstream_health_path")
     @classmethod

@@ -59,12 +59,16 @@ COPY bin/ /usr/bin/
 COPY support/cni/ /etc/cni/net.d/
 COPY support/sysctl/ /etc/sysctl.d/
 COPY support/node-entrypoint /usr/local/bin/streamproxy-node-entrypoint
+COPY support/storage/default-storage.yaml /kind/manifests/default-storage.yaml
+COPY support/storage/node-path-provisioner /usr/local/bin/node-path-provisioner
+COPY support/storage/node-path-provisioner.service /etc/systemd/system/node-path-provisioner.service
 ARG KUBE_VERSION
 ARG SANDBOX_IMAGE
-RUN chmod 0755 /usr/local/bin/streamproxy-node-entrypoint /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/bin/crictl \
+RUN chmod 0755 /usr/local/bin/streamproxy-node-entrypoint /usr/local/bin/node-path-provisioner /usr/bin/kubeadm /usr/bin/kubelet /usr/bin/kubectl /usr/bin/crictl \
     && printf '%s' "${KUBE_VERSION}" > /kind/version \
     && sed -i "s#^\(\s*sandbox_image\s*=\s*\).*#\1\"${SANDBOX_IMAGE}\"#" /etc/containerd/config.toml \
     && grep -q "sandbox_image = \"${SANDBOX_IMAGE}\"" /etc/containerd/config.toml \
+    && systemctl enable node-path-provisioner.service \
     && kubeadm version -o short && kubelet --version
 
 # systemd in a container (https://systemd.io/CONTAINER_INTERFACE/); SIGRTMIN+3 stops it.

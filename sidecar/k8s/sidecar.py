@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client as k8s
+from pydantic import SecretStr
 
 from sidecar import __version__
 from sidecar.settings import Settings
@@ -177,6 +178,8 @@ def sidecar_env(spec: SidecarSpec) -> list[k8s.V1EnvVar]:
                 env.append(k8s.V1EnvVar(name=row["name"], value_from=value_from))
             continue
         value = getattr(spec.settings, row["setting"])
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is None or value == "":
             continue
         env.append(k8s.V1EnvVar(name=row["name"], value=env_value(value)))

@@ -92,6 +92,14 @@ class ProxyContext:
 
     # Shutdown (CONTRACT §4)
 
+    def close_idle(self) -> int:
+        """Close the keep-alive connections that wait for a request (the end of a drain): a
+        client then opens its next connection elsewhere instead of finding this pod gone."""
+        idle = [live for live in self.live if live.idle]
+        for live in idle:
+            live.close()
+        return len(idle)
+
     async def shut_down(self, within: float) -> None:
         """Idle connections close now; the others once their response ends, for at most
         `within` seconds; then whatever is left is reset (as a client disconnect would be)."""

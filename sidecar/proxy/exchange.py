@@ -292,7 +292,7 @@ class Exchange:
             not self.keep_alive
             or kind == framing.CLOSE
             or not self.request_done  # answered before the body was read: not read on (§9.6)
-            or self.ctx.lifecycle.draining
+            or self.ctx.lifecycle.closing
             or self.ctx.shutting_down
         )
         self.close = close

@@ -284,22 +284,33 @@ def test_demo_echo_app_from_own_image_on_loopback() -> None:
     assert app["image"] == "streamproxy:0.1.0"
     assert app["args"] == ["echo-app", "--host", "127.0.0.1", "--port", "8080"]
     assert_restricted(app["securityContext"])
-    # Kubernetes >= 1.30: the kubelet's own sleep (the app image needs no `sleep` binary).
-    assert app["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
+    # The kubelet's httpGet of the sidecar's /drain: nothing runs in the app's image.
+    assert app["lifecycle"]["preStop"] == {"httpGet": {"path": "/drain?seconds=5", "port": 15020}}
 
 
-@pytest.mark.parametrize(("kube_version", "sleep_action"), [("1.29.0", False), ("1.30.0", True)])
-def test_pre_stop_sleep_action_where_the_cluster_has_it(
-    kube_version: str, sleep_action: bool
-) -> None:
-    """lifecycle.preStop.sleep (PodLifecycleSleepAction, beta and on by default in 1.30) where
-    the cluster has it; `exec sleep` before, which distroless apps cannot run."""
-    spec = workload_pod_spec(render(kube_version=kube_version))
+@pytest.mark.parametrize("kube_version", ["1.29.0", "1.35.0"])
+def test_pre_stop_hook_drains_the_sidecar_on_every_version(kube_version: str) -> None:
+    """A native sidecar is stopped after the app: the app's preStop hook is what tells it the
+    pod is ending while the app still serves. An httpGet works on every version and in
+    distroless images (an `exec sleep` does not)."""
+    values = {"app": {"preStopSleepSeconds": 7}, "proxy": {"adminPort": 16020}}
+    spec = workload_pod_spec(render(values=values, kube_version=kube_version))
     hook = spec["containers"][0]["lifecycle"]["preStop"]
-    if sleep_action:
-        assert hook == {"sleep": {"seconds": 5}}
-    else:
-        assert hook == {"exec": {"command": ["sleep", "5"]}}
+    assert hook == {"httpGet": {"path": "/drain?seconds=7", "port": 16020}}
+
+
+def test_drain_token_goes_to_the_sidecar_and_the_hook() -> None:
+    spec = workload_pod_spec(render(values={"proxy": {"drainToken": "t0ken"}}))
+    hook = spec["containers"][0]["lifecycle"]["preStop"]["httpGet"]
+    assert hook["httpHeaders"] == [{"name": "X-Streamproxy-Drain-Token", "value": "t0ken"}]
+    sidecar = next(c for c in spec["initContainers"] if c["name"] == "streamproxy")
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
+    assert env["STREAMPROXY_DRAIN_TOKEN"] == "t0ken"
+
+
+def test_no_pre_stop_hook_when_disabled() -> None:
+    spec = workload_pod_spec(render(values={"app": {"preStopSleepSeconds": 0}}))
+    assert "lifecycle" not in spec["containers"][0]
 
 
 def test_custom_app() -> None:

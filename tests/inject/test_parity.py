@@ -73,6 +73,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "max_in_flight": 500,
             "max_request_body": 10485760,
             "upstream_health_path": "/healthz?full=1",
+            "drain_token": "d-r-a-i-n",
         },
         "native": False,
         "image": ("reg.example/streamproxy", "9.9.9"),

@@ -146,25 +146,7 @@ def run_probe(pod: DockerPod, container: dict[str, Any], probe: dict[str, Any]) 
     timeout = float(probe.get("timeoutSeconds", 1))
     start = time.monotonic()
     if "httpGet" in probe:
-        get = probe["httpGet"]
-        if get.get("host"):
-            raise PodSpecError("httpGet.host is not supported (the kubelet default is the pod IP)")
-        if get.get("scheme", "HTTP") != "HTTP":
-            raise PodSpecError("only HTTP probes are supported")
-        port = pod.host_port(resolve_port(container, get["port"]))
-        headers = {h["name"]: h["value"] for h in get.get("httpHeaders", [])}
-        headers.setdefault("User-Agent", "kube-probe/1.35")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        try:
-            conn.request("GET", get.get("path", "/"), headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            ok = 200 <= resp.status < 400
-            detail = f"HTTP {resp.status}"
-        except OSError as exc:
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
-        finally:
-            conn.close()
+        ok, detail = http_get_action(pod, container, probe["httpGet"], timeout, "kube-probe/1.35")
     elif "tcpSocket" in probe:
         port = pod.host_port(resolve_port(container, probe["tcpSocket"]["port"]))
         # A connect to the published port only proves the engine's proxy listens: the kubelet
@@ -182,6 +164,30 @@ def run_probe(pod: DockerPod, container: dict[str, Any], probe: dict[str, Any]) 
     else:
         raise PodSpecError(f"unsupported probe {sorted(probe)}")
     return ProbeResult(ok, detail, time.monotonic() - start)
+
+
+def http_get_action(
+    pod: DockerPod, container: dict[str, Any], get: dict[str, Any], timeout: float, agent: str
+) -> tuple[bool, str]:
+    """A probe's or a lifecycle hook's httpGet, as the kubelet makes it: to the pod, on a port
+    of `container` (a name resolves among that container's ports only), 2xx/3xx is success."""
+    if get.get("host"):
+        raise PodSpecError("httpGet.host is not supported (the kubelet default is the pod IP)")
+    if get.get("scheme", "HTTP") != "HTTP":
+        raise PodSpecError("only HTTP probes are supported")
+    port = pod.host_port(resolve_port(container, get["port"]))
+    headers = {h["name"]: h["value"] for h in get.get("httpHeaders", [])}
+    headers.setdefault("User-Agent", agent)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", get.get("path", "/"), headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        return 200 <= resp.status < 400, f"HTTP {resp.status}"
+    except OSError as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
 
 
 def tcp_reaches_listener(port: int, timeout: float) -> tuple[bool, str]:

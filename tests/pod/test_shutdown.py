@@ -6,9 +6,10 @@ from __future__ import annotations
 import http.client
 import threading
 import time
+from typing import Any
 
 from tests.pod.conftest import SIDECAR, Stack, env_value
-from tests.pod.kubepod import docker, request
+from tests.pod.kubepod import DockerPod, docker, http_get_action, request
 
 
 class SlowDownload(threading.Thread):
@@ -104,10 +105,38 @@ def test_sigterm_drains_then_exits_zero_with_every_count_flushed(fresh_stack: St
     assert stack.redis_count() == before + 1 + 1 + served
 
 
+def hook_runner(
+    pod: DockerPod,
+    container: dict[str, Any],
+    hook: dict[str, Any],
+    grace: float,
+    results: list[tuple[bool, str]],
+) -> threading.Thread:
+    """A preStop hook run the kubelet's way: its own sleep, an httpGet it makes to the pod
+    (from outside the pod), or a command in the container."""
+    if "sleep" in hook:
+        return threading.Thread(target=time.sleep, args=(hook["sleep"]["seconds"],), daemon=True)
+    if "httpGet" in hook:
+
+        def get() -> None:
+            get_action = hook["httpGet"]
+            results.append(http_get_action(pod, container, get_action, grace, "kube-lifecycle"))
+
+        return threading.Thread(target=get, daemon=True)
+    assert "exec" in hook, f"{container['name']}: unsupported hook {hook}"
+    return threading.Thread(
+        target=pod.exec,
+        args=(container["name"], *hook["exec"]["command"]),
+        kwargs={"timeout": grace},
+        daemon=True,
+    )
+
+
 def test_pod_deletion_in_kubelet_order_ends_within_the_grace_period(fresh_stack: Stack) -> None:
     """Native sidecars stop last: the app's preStop hook, SIGTERM to the app, and only once it
     has exited, SIGTERM to the sidecar. All of it must fit in terminationGracePeriodSeconds, or
-    the kubelet SIGKILLs (exit 137)."""
+    the kubelet SIGKILLs (exit 137). The hook (the sidecar's /drain) lets keep-alive clients go
+    while the app still serves."""
     stack = fresh_stack
     pod = stack.pod
     grace = float(pod.spec.get("terminationGracePeriodSeconds", 30))
@@ -115,28 +144,30 @@ def test_pod_deletion_in_kubelet_order_ends_within_the_grace_period(fresh_stack:
     before = stack.redis_count()
     started = time.monotonic()
     served = 0
+    # A keep-alive client, as an ingress controller talking to the pod IP keeps one.
+    keep_alive = http.client.HTTPConnection("127.0.0.1", proxy, timeout=10)
+    keep_alive.request("GET", "/keep-alive/before")
+    first = keep_alive.getresponse()
+    first.read()
+    assert first.status == 200 and first.getheader("connection") != "close"
+    served += 1
+    hook_results: list[tuple[bool, str]] = []
     for c in pod.spec.get("containers", []):
         hook = c.get("lifecycle", {}).get("preStop")
         if hook:
-            # The kubelet's own sleep action (Kubernetes >= 1.30), or a command in the container.
-            assert "sleep" in hook or "exec" in hook, f"{c['name']}: unsupported hook {hook}"
-            if "sleep" in hook:
-                runner = threading.Thread(
-                    target=time.sleep, args=(hook["sleep"]["seconds"],), daemon=True
-                )
-            else:
-                runner = threading.Thread(
-                    target=pod.exec,
-                    args=(c["name"], *hook["exec"]["command"]),
-                    kwargs={"timeout": grace},
-                    daemon=True,
-                )
+            runner = hook_runner(pod, c, hook, grace, hook_results)
             runner.start()
             # Endpoints lag behind the deletion: traffic still arrives during the hook.
             while runner.is_alive():
                 assert request(proxy, "GET", f"/pre-stop/{served}")[0] == 200
                 served += 1
                 runner.join(0.25)
+            assert all(ok for ok, _ in hook_results), hook_results
+            if "httpGet" in hook:
+                # The hook was the sidecar's /drain: the idle keep-alive client was let go
+                # before the app is stopped, not left to find it gone.
+                keep_alive.sock.settimeout(10)
+                assert keep_alive.sock.recv(1) == b""
         docker("kill", "--signal", "TERM", pod.container_name(c["name"]))
     for c in pod.spec.get("containers", []):
         while pod.state(c["name"])["Running"]:
