@@ -182,6 +182,9 @@ class Pool:
         if not reusable or self._closed or conn.closed:
             conn.abort()  # connection_lost gives the slot back
             return
+        # A slow client may have paused reading in the very read that ended the response: an
+        # idle connection must be read (EOF noticed), and the next response must arrive.
+        conn.resume_reading()
         conn.reused = True
         conn.idle_since = self.loop.time()
         self._idle.append(conn)

@@ -6,7 +6,7 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -124,3 +124,35 @@ def test_slow_client_slows_the_app_instead_of_growing_memory(
         wait_until(lambda: upstream.stats()["stream_done"] is True, 10, "the app to finish")
     finally:
         sock.close()
+
+
+def slow_download(port: int, path: str) -> int:
+    """GET `path` on a connection with a tiny receive buffer, read in small sips: the proxy's
+    writes to it back up, so flow control pauses the app connection often."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        received = 0
+        while data := sock.recv(16384):
+            received += len(data)
+            time.sleep(0.0005)
+        return received
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_app_connection_paused_at_the_end_of_a_response_is_read_again_in_the_pool(
+    upstream: Upstream, proxy_factory: Callable[..., Proxy], chunked: bool
+) -> None:
+    """A slow client can make the proxy pause reading from the app in the very read that ends
+    the response. That connection goes back to the pool and is the next one handed out (LIFO):
+    unless it is read again, the next request's response is never read (a hang, with no read
+    timeout either, since a paused connection is not one the app keeps waiting)."""
+    proxy = proxy_factory(upstream.url)
+    size = 4_000_000
+    flag = "&chunked=1" if chunked else ""
+    for attempt in range(8):
+        assert slow_download(proxy.port, f"/stream?bytes={size}{flag}") > size
+        after = httpx.get(proxy.url + "/echo", timeout=10)
+        assert after.status_code == 200, (attempt, after.text[:200])
