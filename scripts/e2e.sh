@@ -81,4 +81,4 @@ log "images"
 scripts/e2e-images.sh
 log "suite"
 # The cluster outlives pytest's session fixture: this script deletes it (or keeps it).
-E2E_KEEP_CLUSTER=1 E2E_IMAGES_LOADED=1 "$PYTHON" -m pytest -m e2e tests/e2e -v -rs "$@"
+E2E_KEEP_CLUSTER=1 E2E_IMAGES_LOADED=1 "$PYTHON" -m pytest -m e2e tests/e2e -v -rsP "$@"

@@ -292,6 +292,7 @@ def test_upgrade_then_rollback_under_keepalive_traffic(kube: Kube, chart: Path) 
         wait_for(lambda: old_pods_gone(kube, second), 240, interval=2, what="second pods gone")
         served_after = traffic.ok
         wait_for(lambda: traffic.ok >= served_after + 50, 60, what="traffic on the new pods")
+    print(traffic.summary())
     assert not traffic.failures, traffic.summary()
     assert traffic.reconnects >= 2, f"no pod ever said Connection: close: {traffic.summary()}"
     annotations = kube.json("deployment", FULLNAME)["spec"]["template"]["metadata"]
@@ -310,6 +311,7 @@ def test_pod_deleted_under_keepalive_traffic_fails_nothing_and_loses_no_count(
         wait_rollout(kube)
         served_after = traffic.ok
         wait_for(lambda: traffic.ok >= served_after + 50, 60, what="traffic after the deletion")
+    print(traffic.summary())
     assert not traffic.failures, traffic.summary()
     assert victim not in kube.pods(SELECTOR)
     # The deleted pod flushed its pending counts on SIGTERM: nothing lost, nothing doubled.
@@ -327,6 +329,7 @@ def test_redis_restarted_mid_traffic_counts_exact_once_back(kube: Kube, chart: P
         wait_rollout(kube, REDIS)
         served_after = traffic.ok
         wait_for(lambda: traffic.ok >= served_after + 50, 60, what="traffic after the restart")
+    print(traffic.summary())
     assert not traffic.failures, traffic.summary()
     assert not redis_before & set(kube.pods(REDIS_SELECTOR)), "Redis was not restarted"
     assert wait_count(kube, traffic.sent) == traffic.sent
