@@ -20,6 +20,7 @@ How the protocol calls it, per request, only when `settings.request_id` is on:
 
 from __future__ import annotations
 
+import binascii
 import os
 import weakref
 
@@ -68,7 +69,7 @@ class RequestIds:
             self._buffer = memoryview(os.urandom(_ID_BYTES * _BUFFER_IDS))
             offset = 0
         self._offset = offset + _ID_BYTES
-        return self._buffer[offset : offset + _ID_BYTES].hex().encode("ascii")
+        return binascii.hexlify(self._buffer[offset : offset + _ID_BYTES])  # one copy, not two
 
     def keep_or_new(self, client_value: bytes | None) -> bytes:
         """The client's ID when sane, else a new one."""
