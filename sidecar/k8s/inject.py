@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from sidecar.cli import EXIT_CONFIG_ERROR, METAVARS, describe_validation_error, flag_name
 from sidecar.k8s.sidecar import (
     DEFAULT_IMAGE,
+    DEFAULT_PRE_STOP_SECONDS,
     DEFAULT_RESOURCES,
     K8S_DEFAULTS,
     SidecarSpec,
@@ -103,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Secret and key holding the Redis password",
     )
     parser.add_argument("--redis-password", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pre-stop-seconds",
+        type=float,
+        metavar="S",
+        default=DEFAULT_PRE_STOP_SECONDS,
+        help="app containers without a preStop hook get one: the sidecar's /drain, held S "
+        f"seconds so keep-alive clients leave while the app serves; 0: none "
+        f"[{DEFAULT_PRE_STOP_SECONDS:g}]",
+    )
     for kind in ("requests", "limits"):
         for resource in ("cpu", "memory"):
             default = DEFAULT_RESOURCES.get(kind, {}).get(resource, "")
@@ -159,8 +169,11 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         }
         for kind in ("requests", "limits")
     }
+    if not 0 <= args.pre_stop_seconds <= 3600:
+        raise ValueError("--pre-stop-seconds: a number of seconds from 0 to 3600")
     return SidecarSpec(
         settings=settings,
+        pre_stop_seconds=args.pre_stop_seconds,
         image=args.image,
         image_pull_policy=args.image_pull_policy,
         native=not args.classic,

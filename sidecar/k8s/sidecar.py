@@ -35,8 +35,12 @@ DEFAULT_RESOURCES: dict[str, dict[str, str]] = {
     "requests": {"cpu": "50m", "memory": "64Mi"},
     "limits": {"memory": "256Mi"},
 }
-# Added to drain + shutdown for the pod's terminationGracePeriodSeconds.
+# Added to preStop + drain + shutdown for the pod's terminationGracePeriodSeconds.
 GRACE_MARGIN_SECONDS = 5
+# The app containers' preStop hook, as the chart's app.preStopSleepSeconds: the kubelet's
+# httpGet of the sidecar's /drain (docs/kubernetes.md, "Shutdown").
+DEFAULT_PRE_STOP_SECONDS = 5.0
+DRAIN_TOKEN_HEADER = "X-Streamproxy-Drain-Token"
 # Ports by name -> the setting that holds the number.
 PORTS = (("proxy", "port"), ("proxy-admin", "admin_port"))
 # Probes on the admin port: path, period, timeout, failure threshold. Startup checks only that
@@ -84,11 +88,24 @@ class SidecarSpec:
     # (Secret name, key) of the Redis password; never a literal password in a manifest.
     password_secret: tuple[str, str] | None = None
     resources: dict[str, dict[str, str]] = field(default_factory=lambda: DEFAULT_RESOURCES)
+    # Seconds the app containers' preStop hook (/drain) holds their SIGTERM back; 0: no hook.
+    pre_stop_seconds: float = DEFAULT_PRE_STOP_SECONDS
 
     @property
     def grace_period(self) -> int:
-        busy = self.settings.drain_seconds + self.settings.shutdown_timeout
+        busy = self.pre_stop_seconds + self.settings.drain_seconds + self.settings.shutdown_timeout
         return math.ceil(busy) + GRACE_MARGIN_SECONDS
+
+    def pre_stop_hook(self) -> dict[str, Any]:
+        """The app container's preStop hook, as the chart renders it."""
+        get: dict[str, Any] = {
+            "path": f"/drain?seconds={go_number(self.pre_stop_seconds)}",
+            "port": self.settings.admin_port,
+        }
+        if self.settings.drain_token is not None:
+            token = self.settings.drain_token.get_secret_value()
+            get["httpHeaders"] = [{"name": DRAIN_TOKEN_HEADER, "value": token}]
+        return {"httpGet": get}
 
 
 def go_number(value: float) -> str:
@@ -263,6 +280,29 @@ def _remove_sidecar(pod: dict[str, Any]) -> bool:
     return found
 
 
+def _is_drain_hook(hook: object) -> bool:
+    """A hook an earlier injection (or the chart) made: replaced, never kept."""
+    get = hook.get("httpGet") if isinstance(hook, dict) else None
+    return isinstance(get, dict) and str(get.get("path", "")).startswith("/drain")
+
+
+def _add_drain_hooks(pod: dict[str, Any], spec: SidecarSpec) -> list[str]:
+    """Give each app container without a preStop hook the sidecar's /drain as one (a native
+    sidecar would hear of the pod's end only once the app had exited); keep theirs."""
+    hook = spec.pre_stop_hook()
+    notes = []
+    for app in pod["containers"]:
+        if not isinstance(app, dict) or app.get("name") == CONTAINER_NAME:
+            continue
+        lifecycle = app.get("lifecycle") or {}
+        own = lifecycle.get("preStop")
+        if own is not None and not _is_drain_hook(own):
+            notes.append(f"container {app.get('name')} keeps its own preStop hook (no /drain)")
+            continue
+        app["lifecycle"] = {**lifecycle, "preStop": hook}
+    return notes
+
+
 def inject_pod_spec(pod: dict[str, Any], spec: SidecarSpec) -> list[str]:
     """Inject in place; return notes for the report. Raise ValueError, untouched, if it can't."""
     trial = {key: list(value) if isinstance(value, list) else value for key, value in pod.items()}
@@ -290,6 +330,8 @@ def inject_pod_spec(pod: dict[str, Any], spec: SidecarSpec) -> list[str]:
     else:
         pod["containers"].append(container)
     notes = ["re-injected" if had_sidecar else "injected"]
+    if spec.pre_stop_seconds > 0:
+        notes += _add_drain_hooks(pod, spec)
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if not isinstance(grace, int) or grace < spec.grace_period:
         pod["terminationGracePeriodSeconds"] = spec.grace_period

@@ -43,7 +43,7 @@ def test_stdin_files_and_directories(tmp_path: Path) -> None:
     names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(result.stdout)]
     assert names == ["b", "d", "c"]
     assert result.stderr.splitlines() == [
-        f"pod/{n} injected (native sidecar; terminationGracePeriodSeconds 30 -> 40)" for n in names
+        f"pod/{n} injected (native sidecar; terminationGracePeriodSeconds 30 -> 45)" for n in names
     ]
     whole_dir = run_inject(str(tmp_path))
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(whole_dir.stdout)] == ["a", "c", "b"]
@@ -62,6 +62,55 @@ def test_native_and_classic_placement() -> None:
     assert "restartPolicy" not in doc["spec"]["containers"][1]
     back = run_inject("-", stdin=classic.stdout)
     assert back.stdout == native.stdout
+
+
+APP_WITH_HOOK = """apiVersion: v1
+kind: Pod
+metadata:
+  name: hooked
+spec:
+  containers:
+    - name: app
+      image: example/app:1
+    - name: own-hook
+      image: example/app:1
+      lifecycle:
+        preStop:
+          exec:
+            command: ["/bin/flush"]
+"""
+
+
+def test_app_containers_get_the_drain_hook_and_keep_their_own() -> None:
+    """A native sidecar hears of the pod's end only once the app has exited: the app's preStop
+    hook (the kubelet's httpGet of /drain) is what moves keep-alive clients in time."""
+    result = run_inject(
+        "--drain-token", "tok", "--pre-stop-seconds", "7.5", "-", stdin=APP_WITH_HOOK
+    )
+    assert result.code == 0, result.stderr
+    spec = yaml.safe_load(result.stdout)["spec"]
+    app, own = spec["containers"]
+    assert app["lifecycle"]["preStop"] == {
+        "httpGet": {
+            "path": "/drain?seconds=7.5",
+            "port": 15020,
+            "httpHeaders": [{"name": "X-Streamproxy-Drain-Token", "value": "tok"}],
+        }
+    }
+    assert own["lifecycle"]["preStop"] == {"exec": {"command": ["/bin/flush"]}}
+    assert "container own-hook keeps its own preStop hook (no /drain)" in result.stderr
+    # The hook's seconds count in the grace period: 7.5 + drain 5 + shutdown 30 + 5.
+    assert spec["terminationGracePeriodSeconds"] == 48
+    # Re-injected with other seconds: our hook is replaced, theirs still kept.
+    again = run_inject("--pre-stop-seconds", "2", "-", stdin=result.stdout)
+    app, own = yaml.safe_load(again.stdout)["spec"]["containers"]
+    assert app["lifecycle"]["preStop"] == {"httpGet": {"path": "/drain?seconds=2", "port": 15020}}
+    assert own["lifecycle"]["preStop"] == {"exec": {"command": ["/bin/flush"]}}
+
+
+def test_no_drain_hook_with_zero_seconds() -> None:
+    result = run_inject("--pre-stop-seconds", "0", "-", stdin=POD.format(name="p"))
+    assert "lifecycle" not in yaml.safe_load(result.stdout)["spec"]["containers"][0]
 
 
 def test_environment_does_not_leak_into_manifests(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,6 +194,8 @@ def test_guard_rail_options_reach_the_container() -> None:
         (["--max-request-body", "10MB"], "--max-request-body"),
         (["--trusted-proxies", "10.0.0.1/8"], "--trusted-proxies"),
         (["--upstream-health-path", "healthz"], "--upstream-health-path"),
+        (["--pre-stop-seconds", "-1"], "--pre-stop-seconds"),
+        (["--pre-stop-seconds", "soon"], "--pre-stop-seconds"),
     ],
 )
 def test_bad_options_exit_2(argv: list[str], message: str) -> None:
