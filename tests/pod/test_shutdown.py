@@ -169,6 +169,7 @@ def test_pod_deletion_in_kubelet_order_ends_within_the_grace_period(fresh_stack:
                 keep_alive.sock.settimeout(10)
                 assert keep_alive.sock.recv(1) == b""
         docker("kill", "--signal", "TERM", pod.container_name(c["name"]))
+    keep_alive.close()
     for c in pod.spec.get("containers", []):
         while pod.state(c["name"])["Running"]:
             assert time.monotonic() - started < grace, f"{c['name']} still running at the grace end"
