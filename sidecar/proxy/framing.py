@@ -10,6 +10,7 @@ what the parser's verdict means for the other side, and `frame`/`END` write it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 NO_BODY: Final = 0
@@ -33,7 +34,7 @@ class FramingError(Exception):
         return f"FramingError(status={self.status}, reason={self.reason!r})"
 
 
-def request_framing(lengths: list[bytes], codings: list[bytes]) -> tuple[int, int]:
+def request_framing(lengths: Sequence[bytes], codings: Sequence[bytes]) -> tuple[int, int]:
     """Framing and length of a request body from its `Content-Length` and `Transfer-Encoding`
     values, following RFC 9112 §6.3 in order:
 

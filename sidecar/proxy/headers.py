@@ -9,6 +9,8 @@ removes `Transfer-Encoding` (hop-by-hop) and leaves `Content-Length` alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sidecar.types import RawHeaders
 
 # RFC 9110 §7.6.1 plus the legacy names every proxy strips. Not Proxy-Authorization or
@@ -47,7 +49,7 @@ _PLAIN = frozenset({b"keep-alive", b"upgrade"})
 _NOTHING: frozenset[bytes] = frozenset()
 
 
-def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
+def connection_tokens(values: Sequence[bytes]) -> frozenset[bytes]:
     """The lower-cased tokens of `Connection` header values (RFC 9110 §7.6.1: a comma list).
 
     The only `Connection` parser: "close", "keep-alive", "upgrade" and the names of headers

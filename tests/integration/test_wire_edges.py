@@ -8,6 +8,7 @@ proxy wrote. Each docstring names the clause it pins.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import threading
@@ -545,3 +546,26 @@ def test_a_body_tail_read_at_once_is_not_mistaken_for_a_head(
         client.send(get(b"next"))
         response = client.read_response()
         assert response.status == 200, response.raw[:200]
+
+
+def test_request_trailer_fields_are_dropped_and_never_reach_the_next_request(
+    proxy: Proxy,
+) -> None:
+    """RFC 9112 §7.1.2: a recipient may discard trailer fields it does not understand; the
+    proxy forwards a chunked body's data and ends it with a bare last chunk. The trailer is never
+    taken for a header, of this request or of the next one on the connection."""
+    with RawClient(proxy.port) as client:
+        client.send(
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-Trailer-Field: t1\r\n\r\n"
+            b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Second: 2\r\n\r\n"
+        )
+        first, second = client.read_response(), client.read_response()
+    assert (first.status, second.status) == (200, 200)
+    posted, got = json.loads(first.body), json.loads(second.body)
+    assert posted["body_bytes"] == 5
+    sent = [name.lower() for name, _ in posted["headers"]]
+    assert "x-trailer-field" not in sent
+    names = [name.lower() for name, _ in got["headers"]]
+    assert "x-trailer-field" not in names and "x-second" in names
+    assert names.count("host") == 1
