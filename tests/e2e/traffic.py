@@ -34,6 +34,7 @@ class KeepAliveTraffic:
         self.reconnects = 0
         self.stale_retries = 0
         self.sent = 0  # requests written whose outcome is known (all of them, at the end)
+        self.counted_before = 0  # requests the proxies counted before this traffic began
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [
@@ -57,6 +58,12 @@ class KeepAliveTraffic:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+
+    @property
+    def counted(self) -> int:
+        """What the shared Redis count must be once every proxy has flushed."""
+        with self._lock:
+            return self.counted_before + self.sent
 
     @property
     def ok(self) -> int:
