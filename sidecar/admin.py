@@ -26,12 +26,10 @@ from starlette.routing import Route
 from sidecar import __version__
 from sidecar.counter.base import Counter
 from sidecar.health import UpstreamHealth
-from sidecar.lifecycle import Lifecycle
+from sidecar.lifecycle import MAX_DRAIN_WAIT, Lifecycle
 from sidecar.logs import LEVELS, current_level, set_level
 
 logger = logging.getLogger("streamproxy.admin")
-
-MAX_DRAIN_WAIT = 3600.0  # a preStop hook longer than an hour is a mistake, not a drain
 
 
 def _is_loopback(host: str | None) -> bool:

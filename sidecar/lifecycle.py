@@ -19,6 +19,9 @@ import time
 
 logger = logging.getLogger("streamproxy.lifecycle")
 
+# The longest wait /drain accepts (the app's preStop hook): longer is a mistake, not a drain.
+MAX_DRAIN_WAIT = 3600.0
+
 
 class Lifecycle:
     def __init__(self) -> None:

@@ -31,6 +31,7 @@ from sidecar.k8s.sidecar import (
     SidecarSpec,
     inject_pod_spec,
 )
+from sidecar.lifecycle import MAX_DRAIN_WAIT
 from sidecar.settings import Settings
 
 OPT_OUT = "streamproxy.io/inject"
@@ -169,8 +170,8 @@ def spec_from_args(args: argparse.Namespace) -> SidecarSpec:
         }
         for kind in ("requests", "limits")
     }
-    if not 0 <= args.pre_stop_seconds <= 3600:
-        raise ValueError("--pre-stop-seconds: a number of seconds from 0 to 3600")
+    if not 0 <= args.pre_stop_seconds <= MAX_DRAIN_WAIT:
+        raise ValueError(f"--pre-stop-seconds: a number of seconds from 0 to {MAX_DRAIN_WAIT:g}")
     return SidecarSpec(
         settings=settings,
         pre_stop_seconds=args.pre_stop_seconds,
