@@ -16,7 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,29 @@ def status_via(port: int) -> dict[str, Any]:
     return body
 
 
+def wait_all_up(fetch: Callable[[], dict[str, Any]], timeout: float = 60) -> dict[str, Any]:
+    """The first /status that reports both the app and Redis up.
+
+    Ready pods do not imply `"redis": "up"` yet: the sidecar learns Redis is back at its next
+    retry (backoff ≤ 2 s) and the Redis Service's rules may be programmed a moment after its pod
+    is Ready (one CI run's first /status said "down"). The wait is printed with the test.
+    """
+    started = time.monotonic()
+    seen: list[dict[str, Any]] = []
+
+    def both_up() -> dict[str, Any] | None:
+        seen.append(fetch())
+        up = seen[-1].get("upstream") == "up" and seen[-1].get("redis") == "up"
+        return seen[-1] if up else None
+
+    try:
+        body: dict[str, Any] = wait_for(both_up, timeout, what="/status with app and Redis up")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last /status {seen[-1:]!r}") from None
+    print(f"/status all up after {time.monotonic() - started:.1f}s ({len(seen)} tries)")
+    return body
+
+
 def wait_rollout(kube: Kube, deployment: str = FULLNAME) -> None:
     kube.kubectl("rollout", "status", f"deployment/{deployment}", "--timeout=5m", timeout=330)
 
@@ -200,7 +223,7 @@ def test_install_then_status_via_port_forward(kube: Kube, chart: Path) -> None:
     assert [c["name"] for c in spec["initContainers"]] == ["streamproxy"]
     assert spec["initContainers"][0]["restartPolicy"] == "Always"
     with port_forward(kube, f"deployment/{FULLNAME}", 15020) as port:
-        status = wait_for(lambda: status_via(port), 60, what="/status 200")
+        status = wait_all_up(lambda: status_via(port))
     assert set(status) >= STATUS_KEYS
     assert status["upstream"] == "up"
     assert status["redis"] == "up"
@@ -240,12 +263,12 @@ def test_readme_steps_port_forward_to_status(cluster: str, image: str) -> None:
         assert forwarder.stdout is not None
         assert b"Forwarding from 127.0.0.1:15020" in forwarder.stdout.readline()
 
-        def status() -> dict[str, Any] | None:
+        def status() -> dict[str, Any]:
             proc = subprocess.run(curl, shell=True, env=env, capture_output=True, timeout=30)
             body: dict[str, Any] = json.loads(proc.stdout)
-            return body if body.get("upstream") == "up" else None
+            return body
 
-        body = wait_for(status, 60, what="the README's curl to print /status")
+        body = wait_all_up(status)
         assert set(body) >= STATUS_KEYS
         assert body["redis"] == "up"
     finally:
@@ -410,7 +433,7 @@ def test_plain_manifests_with_kubectl_apply_k(cluster: str, image: str) -> None:
         for deployment in ("streamproxy-redis", "streamproxy"):
             wait_rollout(kube, deployment)
         with port_forward(kube, "deployment/streamproxy", 15020) as port:
-            status = wait_for(lambda: status_via(port), 60, what="/status 200")
+            status = wait_all_up(lambda: status_via(port))
         assert status["redis"] == "up"
         assert status["upstream"] == "up"
     except BaseException:
