@@ -70,7 +70,7 @@ def summarize(collapsed: Path, top: int) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description="py-spy profile of streamproxy under load")
     parser.add_argument(
-        "--target", default="streamproxy", help="streamproxy, or with patches: streamproxy+cork+gc"
+        "--target", default="streamproxy", help="streamproxy, or with patches: streamproxy+gc+wbuf"
     )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
