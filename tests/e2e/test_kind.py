@@ -378,8 +378,9 @@ def test_readiness_follows_the_app(kube: Kube, chart: Path) -> None:
     period (plus the proxy's health interval); the app comes back: so does the pod."""
     install(kube, chart, values=SWITCHABLE_APP_VALUES)
     pod = kube.pods(SELECTOR)[0]
-    assert kube.ready_endpoints(FULLNAME) == {pod}
     bound = READINESS_PERIOD * READINESS_FAILURES + 1 + 15  # + health interval, + wide margin
+    # A Ready pod reaches the EndpointSlice a moment later (the controller batches updates).
+    wait_for(lambda: kube.ready_endpoints(FULLNAME) == {pod}, bound, 0.5, "the pod in endpoints")
     stopped = time.monotonic()
     kube.kubectl("exec", pod, "-c", "app", "--", "touch", "/tmp/app-down")
     wait_for(lambda: not kube.ready_endpoints(FULLNAME), bound, 0.5, "the pod to leave endpoints")
