@@ -67,7 +67,48 @@ def _keepalive_hint(value: bytes) -> float | None:
     return None
 
 
+# Between exchanges: never appended to (`begin` gives each exchange its own lists).
+_NO_HEADERS: RawHeaders = []
+_NO_VALUES: list[bytes] = []
+
+
 class UpstreamConnection(asyncio.Protocol):
+    # Up to --upstream-pool-size of them, most idle in the pool: no per-instance dict, and
+    # nothing of the last response kept (its headers go with `_finish`).
+    __slots__ = (
+        "_body_seen",
+        "_chunked",
+        "_connection",
+        "_done",
+        "_eof",
+        "_framed",
+        "_fresh_parser_needed",
+        "_interim",
+        "_length",
+        "_raw_left",
+        "closed",
+        "complete",
+        "counted",
+        "got_bytes",
+        "head_only",
+        "headers",
+        "headers_done",
+        "idle_since",
+        "keep_alive",
+        "keepalive_hint",
+        "last_data",
+        "loop",
+        "parser",
+        "pool",
+        "reading_paused",
+        "receiver",
+        "reused",
+        "sending",
+        "status",
+        "transport",
+        "wrote",
+    )
+
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.loop = pool.loop
@@ -95,8 +136,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers_done = False
         self.complete = False
         self.keep_alive = True
-        self.headers: RawHeaders = []
-        self._connection: list[bytes] = []
+        self.headers: RawHeaders = _NO_HEADERS
+        self._connection: list[bytes] = _NO_VALUES
         self._framed = False  # Content-Length or chunked seen: not delimited by the close
         self._chunked = False
         self._length = -1  # the Content-Length; the rest of such a body skips the parser
@@ -255,6 +296,8 @@ class UpstreamConnection(asyncio.Protocol):
     def _finish(self, receiver: Receiver) -> None:
         self.complete = True
         self.receiver = None
+        self.headers = _NO_HEADERS  # the exchange has built its head from them
+        self._connection = _NO_VALUES
         self.pool.release(self, self.keep_alive and not self.sending)
         receiver.response_end()
 
