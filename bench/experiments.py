@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+from pathlib import Path
 from typing import Any
 
 WBUF_HIGH = 1024 * 1024
@@ -44,7 +45,37 @@ def _wbuf() -> None:
     protocol_class.connection_made = connection_made
 
 
-PATCHES = {"gc": _gc, "wbuf": _wbuf}
+def _memtop() -> None:
+    import atexit
+    import tempfile
+    import threading
+    import time
+    import tracemalloc
+
+    tracemalloc.start(1)
+    best: list[Any] = [0, None]
+
+    def sample() -> None:
+        while True:
+            time.sleep(0.5)
+            current, _peak = tracemalloc.get_traced_memory()
+            if current > best[0]:
+                best[:] = [current, tracemalloc.take_snapshot()]
+
+    def report() -> None:
+        if best[1] is None:
+            return
+        stats = best[1].statistics("lineno")
+        lines = [f"{best[0] / 2**20:.1f} MiB traced at the sampled peak"]
+        lines += [str(stat) for stat in stats[:25]]
+        out = Path(tempfile.gettempdir()) / "streamproxy-memtop.txt"
+        out.write_text("\n".join(lines) + "\n")
+
+    threading.Thread(target=sample, daemon=True).start()
+    atexit.register(report)
+
+
+PATCHES = {"gc": _gc, "wbuf": _wbuf, "memtop": _memtop}
 
 
 def main() -> None:
