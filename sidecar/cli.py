@@ -107,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("url", nargs="+", help="URL(s) that must answer 2xx")
     check.add_argument("--timeout", type=float, default=5.0, help="seconds per URL [5]")
     check.add_argument(
+        "--retry-for",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="retry a failing URL every 0.5 s for up to this long (all URLs together) [0]",
+    )
+    check.add_argument(
         "--expect-json",
         action="append",
         default=[],
@@ -185,7 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "check":
             from sidecar.check import check_urls
 
-            return check_urls(args.url, timeout=args.timeout, expect_json=args.expect_json)
+            return check_urls(
+                args.url,
+                timeout=args.timeout,
+                expect_json=args.expect_json,
+                retry_for=args.retry_for,
+            )
     except ConfigError as exc:
         print(f"streamproxy: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR

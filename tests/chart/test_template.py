@@ -476,6 +476,8 @@ def test_helm_test_pod_uses_streamproxy_check() -> None:
     for container in (service, status):
         assert container["image"] == "streamproxy:0.1.0"
         assert container["args"][0] == "check"
+        # A Service can refuse for a moment after `helm install --wait`: the check asks again.
+        assert container["args"][1:5] == ["--timeout", "10", "--retry-for", "30"]
     # The app's answer through the Service is any 2xx; /status must be JSON with the counter.
     assert service["args"][-1] == f"http://{FULLNAME}:80/"
     assert status["args"][-3:] == [f"http://{FULLNAME}:15020/status", "--expect-json", "counter"]

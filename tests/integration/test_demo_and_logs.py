@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx
 import psutil
+import pytest
 
 from tests.proxy_fixtures import ROOT, Proxy, Upstream, free_port, free_ports, wait_until
 
@@ -66,6 +71,69 @@ def test_check_command_passes_on_2xx_and_fails_otherwise(proxy: Proxy) -> None:
     assert check(proxy.url + "/status/503").returncode == 1
     assert check(proxy.admin_url + "/status", "--expect-json", "nope").returncode == 1
     assert check(f"http://127.0.0.1:{free_port()}/").returncode == 1
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first `failures` requests, then 200: a Service just coming up."""
+
+    def do_GET(self) -> None:
+        server = cast(_FlakyServer, self.server)
+        server.requests += 1
+        status = 503 if server.requests <= server.failures else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _FlakyServer(http.server.ThreadingHTTPServer):
+    requests = 0
+    failures = 0
+
+
+@pytest.fixture
+def flaky() -> Iterator[_FlakyServer]:
+    server = _FlakyServer(("127.0.0.1", 0), _FlakyHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_check_retry_for_asks_again_until_the_url_passes(flaky: _FlakyServer) -> None:
+    url = f"http://127.0.0.1:{flaky.server_address[1]}/"
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sidecar", "check", *args, url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    flaky.failures = 2
+    passed = check("--retry-for", "30")
+    assert passed.returncode == 0, passed.stderr
+    assert flaky.requests == 3
+    assert passed.stderr.count("retry ") == 2
+
+    # Without --retry-for: one request, and its failure is final.
+    flaky.requests, flaky.failures = 0, 1
+    assert check().returncode == 1
+    assert flaky.requests == 1
+
+    # A URL that never passes fails once the retry time is up, not before and not never.
+    flaky.requests, flaky.failures = 0, 10**6
+    started = time.monotonic()
+    failed = check("--retry-for", "1.2")
+    assert failed.returncode == 1
+    assert "FAIL " in failed.stderr
+    assert 2 <= flaky.requests <= 4
+    assert time.monotonic() - started < 30
 
 
 def test_logs_are_json_lines_and_the_access_log_is_opt_in(
