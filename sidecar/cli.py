@@ -9,8 +9,9 @@ Configuration errors are one short line on stderr and exit code 2, before anythi
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn, get_args
 
 from pydantic import ValidationError
@@ -26,6 +27,24 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_CONFIG_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _seconds(minimum: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, at least (or above) `minimum`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            bound = "at least" if inclusive else "more than"
+            raise argparse.ArgumentTypeError(
+                f"{text}: must be a finite number of seconds, {bound} {minimum:g}"
+            )
+        return value
+
+    return parse
 
 
 def flag_name(field: str) -> str:
@@ -105,10 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="GET a URL and exit 0 on a 2xx (for probes and `helm test`)"
     )
     check.add_argument("url", nargs="+", help="URL(s) that must answer 2xx")
-    check.add_argument("--timeout", type=float, default=5.0, help="seconds per URL [5]")
+    check.add_argument(
+        "--timeout", type=_seconds(0, inclusive=False), default=5.0, help="seconds per URL [5]"
+    )
     check.add_argument(
         "--retry-for",
-        type=float,
+        type=_seconds(0, inclusive=True),
         default=0.0,
         metavar="SECONDS",
         help="retry a failing URL every 0.5 s for up to this long (all URLs together) [0]",

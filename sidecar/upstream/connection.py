@@ -67,9 +67,8 @@ def _keepalive_hint(value: bytes) -> float | None:
     return None
 
 
-# Between exchanges: never appended to (`begin` gives each exchange its own lists).
+# Between exchanges: never appended to (`begin` gives each exchange its own list).
 _NO_HEADERS: RawHeaders = []
-_NO_VALUES: list[bytes] = []
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -137,7 +136,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.complete = False
         self.keep_alive = True
         self.headers: RawHeaders = _NO_HEADERS
-        self._connection: list[bytes] = _NO_VALUES
+        # `Connection` values: rare in responses, so a tuple (the empty one costs nothing).
+        self._connection: tuple[bytes, ...] = ()
         self._framed = False  # Content-Length or chunked seen: not delimited by the close
         self._chunked = False
         self._length = -1  # the Content-Length; the rest of such a body skips the parser
@@ -162,7 +162,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers_done = self.complete = self._done = False
         self.keep_alive = True
         self.headers = []
-        self._connection = []
+        self._connection = ()
         self._framed = self._chunked = False
         self._length = -1
         self._body_seen = self._raw_left = 0
@@ -297,7 +297,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.complete = True
         self.receiver = None
         self.headers = _NO_HEADERS  # the exchange has built its head from them
-        self._connection = _NO_VALUES
+        self._connection = ()
         self.pool.release(self, self.keep_alive and not self.sending)
         receiver.response_end()
 
@@ -312,7 +312,7 @@ class UpstreamConnection(asyncio.Protocol):
         name = name.lower()
         if len(name) in (10, 14, 17):
             if name == b"connection":
-                self._connection.append(value)
+                self._connection += (value,)
             elif name == b"keep-alive":
                 self.keepalive_hint = _keepalive_hint(value)
             elif name == b"content-length":
@@ -329,7 +329,7 @@ class UpstreamConnection(asyncio.Protocol):
         if status < 200 and status != 101:
             # Interim response (100 Continue, 103 Early Hints): skip it, wait for the real one.
             self.headers = []
-            self._connection = []
+            self._connection = ()
             self._framed = self._chunked = False
             self._length = -1
             self._interim = True

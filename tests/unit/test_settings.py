@@ -185,3 +185,26 @@ def test_invalid_guard_rail_value_exits_2_in_one_line() -> None:
     assert len(result.stderr.strip().splitlines()) == 1
     assert "--trusted-proxies (STREAMPROXY_TRUSTED_PROXIES)" in result.stderr
     assert "10.0.0.0/33" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--retry-for", "-1"], "--retry-for"),
+        (["--retry-for", "inf"], "--retry-for"),
+        (["--retry-for", "soon"], "--retry-for"),
+        (["--timeout", "0"], "--timeout"),
+        (["--timeout", "nan"], "--timeout"),
+    ],
+)
+def test_check_with_invalid_seconds_exits_2_in_one_line_naming_the_option(
+    argv: list[str], option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sidecar.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["check", *argv, "http://127.0.0.1:9/"])  # never reached: the flag is refused
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert f"argument {option}" in err[0]
