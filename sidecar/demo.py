@@ -11,8 +11,10 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -120,6 +122,22 @@ def run_echo_app(host: str, port: int) -> int:
     return 0
 
 
+_APP_START_TIMEOUT = 30.0
+
+
+def _wait_until_listening(app: subprocess.Popen[bytes], port: int) -> bool:
+    """Poll the echo app's port until it accepts (False if it exits or never does): the proxy
+    starts after it, so a newcomer's first curl is answered by the app, not a 502."""
+    deadline = time.monotonic() + _APP_START_TIMEOUT
+    while time.monotonic() < deadline and app.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 def run_demo(settings: Settings, app_port: int) -> int:
     """The echo app in a child process, the proxy in front of it, until Ctrl-C."""
     from sidecar.server import run
@@ -138,6 +156,11 @@ def run_demo(settings: Settings, app_port: int) -> int:
             str(app_port),
         ]
     )
+    if not _wait_until_listening(app, app_port):
+        print(f"streamproxy demo: the echo app did not start on :{app_port}", file=sys.stderr)
+        app.kill()
+        app.wait(timeout=10)
+        return 1
     shown_host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
     print(
         f"streamproxy demo: echo app on :{app_port}, proxy on :{settings.port}, "

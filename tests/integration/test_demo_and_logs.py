@@ -32,14 +32,18 @@ def test_demo_serves_the_echo_app_through_the_proxy(tmp_path: Path) -> None:
     )
     try:
 
-        def ready() -> bool:
+        def live() -> bool:
             try:
-                return httpx.get(f"http://127.0.0.1:{admin_port}/readyz").status_code == 200
+                return httpx.get(f"http://127.0.0.1:{admin_port}/livez").status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, 30, "the demo to be ready")
-        echoed = httpx.get(f"http://127.0.0.1:{port}/hello?name=world").json()
+        # As a newcomer does: curl as soon as the proxy is up. The demo starts the proxy only
+        # once the echo app listens, so the first request is answered by the app, not a 502.
+        wait_until(live, 30, "the demo's proxy to be up")
+        first = httpx.get(f"http://127.0.0.1:{port}/hello?name=world")
+        assert first.status_code == 200, first.text
+        echoed = first.json()
         assert echoed["path"] == "/hello" and echoed["query"] == "name=world"
         status = httpx.get(f"http://127.0.0.1:{admin_port}/status").json()
         assert status["counter"] == 1
