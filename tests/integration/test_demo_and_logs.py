@@ -55,6 +55,9 @@ def test_demo_serves_the_echo_app_through_the_proxy(tmp_path: Path) -> None:
             wait_until(lambda child=child: not child.is_running(), 15, "the echo app to stop")
     finally:
         if demo.poll() is None:
+            # A failed test must not leave the echo app behind: SIGKILL would orphan it.
+            for child in psutil.Process(demo.pid).children():
+                child.kill()
             demo.kill()
             demo.wait(10)
         log.close()
